@@ -1,0 +1,86 @@
+"""Decide what to do about a diagnosed incident, under its policy.
+
+Pure functions only: the workflow calls them with the policy pinned at the start
+of the run, so a decision replays identically and a policy edit never reaches a
+run in flight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from string import Template
+
+from pydantic import BaseModel, ConfigDict
+
+from policies.models import Policy
+from policies.registry import action_spec
+from suture.models import Diagnosis, Mode, PlannedAction, Target
+
+
+class Decision(BaseModel):
+    """What the decision step concluded.
+
+    ``actions`` is empty when nothing may be done; ``reason`` always says why.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    act: bool
+    mode: Mode | None
+    reason: str
+    actions: list[PlannedAction] = []
+    would_have_done: list[str] = []
+
+
+def select_policy(policies: Sequence[Policy], labels: dict[str, str]) -> Policy | None:
+    """The first policy whose match accepts ``labels``, in load order."""
+    return next((policy for policy in policies if policy.match.accepts(labels)), None)
+
+
+def render(template: str, labels: dict[str, str]) -> str:
+    """Fill ``$label`` placeholders of a query template from the signal's labels."""
+    return Template(template).safe_substitute(labels)
+
+
+def target_of(policy: Policy, labels: dict[str, str]) -> Target | None:
+    namespace = labels.get(policy.target.namespace_label)
+    name = labels.get(policy.target.name_label)
+    if not namespace or not name:
+        return None
+    return Target(kind=policy.target.kind, scope=namespace, name=name)
+
+
+def decide(policy: Policy, diagnosis: Diagnosis, target: Target, incident_key: str) -> Decision:
+    """Turn a diagnosis into a decision; never grants more than the policy's mode."""
+    actions = [
+        PlannedAction(
+            type=step.type,
+            target=target,
+            params=step.params,
+            mode=policy.mode,
+            idempotency_key=f"{incident_key}:{step.type}:{target}",
+        )
+        for step in policy.actions
+    ]
+    would = [f"{action_spec(a.type).summary} ({a.type} on {a.target})" for a in actions]
+    if diagnosis.confidence < policy.min_confidence:
+        return Decision(
+            act=False,
+            mode=policy.mode,
+            reason=(
+                f"confidence {diagnosis.confidence:.2f} is below the policy's "
+                f"{policy.min_confidence:.2f} ({diagnosis.summary})"
+            ),
+            would_have_done=would,
+        )
+    if policy.mode in (Mode.OBSERVE, Mode.DRY_RUN):
+        return Decision(
+            act=False, mode=policy.mode, reason=f"policy mode is {policy.mode}", would_have_done=would
+        )
+    return Decision(
+        act=True,
+        mode=policy.mode,
+        reason=f"{diagnosis.summary} (confidence {diagnosis.confidence:.2f})",
+        actions=actions,
+        would_have_done=would,
+    )

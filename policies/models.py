@@ -1,0 +1,138 @@
+"""The policy schema. Unknown keys are errors: a typo must never widen authority.
+
+A policy file holds a list under ``policies:``. Each policy names the loop it
+governs, what it matches, the ordered actions it may take, the mode it grants,
+the confidence it demands and how the result is verified. The loader pins a
+content hash as ``version``; a run records it and never sees later edits.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from policies.durations import Seconds
+from suture.models import HealthCheck, Loop, Mode
+
+_CONDITION = re.compile(r"^\s*(<=|>=|==|!=|<|>)\s*(-?\d+(?:\.\d+)?(?:[eE]-?\d+)?)\s*$")
+
+
+class PolicyModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Match(PolicyModel):
+    """Which signals a policy applies to. Every key given must equal the signal's."""
+
+    alertname: str | None = None
+    labels: dict[str, str] = {}
+
+    def accepts(self, labels: dict[str, str]) -> bool:
+        if self.alertname is not None and labels.get("alertname") != self.alertname:
+            return False
+        return all(labels.get(key) == value for key, value in self.labels.items())
+
+
+class Signature(PolicyModel):
+    """A known failure mode and the confidence its presence gives."""
+
+    name: str
+    confidence: float = Field(ge=0.0, le=1.0)
+    recent_rollout_within: Seconds | None = None
+    description: str = ""
+
+
+class ActionStep(PolicyModel):
+    """One action of the ordered list, validated against the registry by the loader."""
+
+    type: str
+    params: dict[str, Any] = {}
+
+
+class Verification(PolicyModel):
+    """Wait ``window`` for the change to propagate, then the query must meet ``condition``."""
+
+    query: str
+    condition: str
+    window: Seconds = 60.0
+    max_staleness: Seconds = 15.0
+
+    @field_validator("condition")
+    @classmethod
+    def _condition_is_comparison(cls, value: str) -> str:
+        if not _CONDITION.match(value):
+            raise ValueError(f"{value!r} is not a condition; write it like '< 0.5' or '>= 0.99'")
+        return value
+
+    def health_check(self, query: str) -> HealthCheck:
+        found = _CONDITION.match(self.condition)
+        assert found is not None  # guaranteed by the validator
+        return HealthCheck(
+            query=query,
+            operator=found.group(1),
+            threshold=float(found.group(2)),
+            max_staleness_s=self.max_staleness,
+        )
+
+
+class Approval(PolicyModel):
+    """Who may approve a supervised action and how long to wait before escalating."""
+
+    approvers: list[str] = Field(min_length=1)
+    timeout: Seconds = 3600.0
+
+
+class TargetRule(PolicyModel):
+    """Which alert labels name the Kubernetes object to act on."""
+
+    kind: Literal["deployment"] = "deployment"
+    namespace_label: str = "namespace"
+    name_label: str = "deployment"
+
+
+class ReliabilityPolicy(PolicyModel):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    loop: Literal[Loop.RELIABILITY] = Loop.RELIABILITY
+    description: str = ""
+    match: Match
+    mode: Mode
+    min_confidence: float = Field(default=0.7, ge=0.0, le=1.0)
+    base_confidence: float = Field(default=0.3, ge=0.0, le=1.0)
+    signatures: list[Signature] = []
+    evidence: list[str] = []
+    target: TargetRule = TargetRule()
+    actions: list[ActionStep] = Field(min_length=1)
+    verify: Verification
+    approval: Approval | None = None
+    cooldown: Seconds = 1800.0
+    version: str = ""
+
+    @model_validator(mode="after")
+    def _supervised_needs_approvers(self) -> ReliabilityPolicy:
+        if self.mode == Mode.SUPERVISED and self.approval is None:
+            raise ValueError("mode 'supervised' needs an 'approval' block with approvers")
+        return self
+
+
+Policy = ReliabilityPolicy
+"""Every policy kind suture knows; later loops add theirs as a discriminated union."""
+
+
+class PolicyFile(PolicyModel):
+    policies: list[Policy] = Field(min_length=1)
+
+
+class PolicyQuery(PolicyModel):
+    """Ask the policy store for the policy governing a signal."""
+
+    loop: Loop
+    labels: dict[str, str]
+
+
+class PolicySelection(PolicyModel):
+    """The policy pinned for a run, or none when nothing matches."""
+
+    policy: Policy | None
+    considered: int

@@ -1,0 +1,265 @@
+"""The skeleton every loop shares: audit, approval, saga, verification, escalation.
+
+A loop subclass supplies detection and diagnosis for its domain and calls these
+steps in order. The saga pushes an action's undo *before* the action runs, using
+state captured by the action's ``prepare`` activity, so a crash between "do" and
+"record" can never leave a change without its way back. Verification that cannot
+be trusted (stale or missing samples) escalates instead of acting again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from policies.models import Approval
+    from policies.registry import action_spec
+    from suture import search_attributes as sa
+    from suture.models import (
+        ActionOutcome,
+        ActionRecord,
+        ApprovalDecision,
+        AuditEntry,
+        Briefing,
+        Evidence,
+        HealthCheck,
+        HealthReport,
+        Loop,
+        LoopResult,
+        LoopStatus,
+        Mode,
+        Outcome,
+        PlannedAction,
+        Snapshot,
+        Timeline,
+        Verdict,
+    )
+
+ResultT = TypeVar("ResultT")
+
+QUICK = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=5))
+ACTION = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500),
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=5,
+    non_retryable_error_types=["TargetNotFound", "ActionError", "PolicyError"],
+)
+VERIFY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
+MAX_EVIDENCE = 200
+
+
+@dataclass
+class _Compensation:
+    snapshot: Snapshot
+    record: ActionRecord
+
+
+class RemediationLoop:
+    """State and steps shared by every loop. Subclasses define ``run``."""
+
+    loop: Loop
+
+    def __init__(self) -> None:
+        self.step = "starting"
+        self.subject = ""
+        self.mode: Mode | None = None
+        self.policy_name: str | None = None
+        self.policy_version: str | None = None
+        self.evidence: list[Evidence] = []
+        self.timeline = Timeline()
+        self.actions: list[ActionRecord] = []
+        self.saga: list[_Compensation] = []
+        self.decision: tuple[str, ApprovalDecision] | None = None
+        self.approval_policy: Approval | None = None
+        self.ignored_approvers: list[str] = []
+        self.human_touched = False
+        self.approver: str | None = None
+        self.signal_cleared = False
+        self._audit_seq = 0
+
+    # --- signals and queries ----------------------------------------------------
+
+    @workflow.signal
+    def approve(self, decision: ApprovalDecision) -> None:
+        self._receive_decision("approve", decision)
+
+    @workflow.signal
+    def reject(self, decision: ApprovalDecision) -> None:
+        self._receive_decision("reject", decision)
+
+    @workflow.query
+    def status(self) -> LoopStatus:
+        return LoopStatus(
+            step=self.step,
+            mode=self.mode,
+            policy=self.policy_name,
+            evidence=self.evidence[-20:],
+            pending_approval=self.step == "awaiting_approval",
+            ignored_approvers=self.ignored_approvers,
+        )
+
+    def _receive_decision(self, verb: str, decision: ApprovalDecision) -> None:
+        allowed = self.approval_policy.approvers if self.approval_policy else []
+        if self.step != "awaiting_approval" or decision.approver not in allowed:
+            self.ignored_approvers.append(decision.approver)
+            return
+        if self.decision is None:
+            self.decision = (verb, decision)
+
+    def add_evidence(self, item: Evidence) -> None:
+        self.evidence.append(item)
+        del self.evidence[:-MAX_EVIDENCE]
+
+    # --- steps ----------------------------------------------------------------------
+
+    async def call(
+        self, name: str, arg: Any, result_type: type[ResultT], retry: RetryPolicy = QUICK
+    ) -> ResultT:
+        result: ResultT = await workflow.execute_activity(
+            name,
+            arg,
+            result_type=result_type,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=retry,
+        )
+        return result
+
+    async def call_void(self, name: str, arg: Any) -> None:
+        await workflow.execute_activity(
+            name, arg, start_to_close_timeout=timedelta(seconds=30), retry_policy=QUICK
+        )
+
+    async def audit(
+        self, step: str, detail: str, evidence: list[Evidence] | None = None, actor: str = "suture"
+    ) -> None:
+        self.step = step
+        self._audit_seq += 1
+        entry = AuditEntry(
+            workflow_id=workflow.info().workflow_id,
+            seq=self._audit_seq,
+            loop=self.loop,
+            subject=self.subject,
+            step=step,
+            detail=detail,
+            actor=actor,
+            evidence=evidence or [],
+            at=workflow.now(),
+        )
+        await self.call_void("audit.record", entry)
+
+    def index(self, outcome: str | None = None) -> None:
+        """Update the search attributes, when the run was started with suture's."""
+        if workflow.info().typed_search_attributes.get(sa.SUTURE_LOOP) is None:
+            return
+        updates = []
+        if outcome is not None:
+            updates.append(sa.SUTURE_OUTCOME.value_set(outcome))
+        if self.mode is not None:
+            updates.append(sa.SUTURE_MODE.value_set(str(self.mode)))
+        if updates:
+            workflow.upsert_search_attributes(updates)
+
+    async def await_approval(self, approval: Approval, cleared: Any = None) -> str:
+        """Wait for ``approve``/``reject`` from a listed approver.
+
+        Returns ``approve``, ``reject``, ``timeout`` or ``cleared`` (the signal that
+        started the run went away before anyone answered).
+        """
+        self.approval_policy = approval
+        await self.audit("awaiting_approval", f"approvers: {', '.join(approval.approvers)}")
+        self.index(sa.PENDING_APPROVAL)
+        try:
+            await workflow.wait_condition(
+                lambda: self.decision is not None or self.signal_cleared,
+                timeout=timedelta(seconds=approval.timeout),
+            )
+        except TimeoutError:
+            return "timeout"
+        finally:
+            self.index(sa.IN_PROGRESS)
+            for name in self.ignored_approvers:
+                await self.audit("approval_ignored", f"{name} is not an approver of this policy", actor=name)
+        if self.decision is None:
+            return "cleared"
+        verb, decision = self.decision
+        self.human_touched, self.approver = True, decision.approver
+        self.timeline.approved = workflow.now()
+        await self.audit(f"{verb}d", decision.note or verb, actor=decision.approver)
+        return verb
+
+    async def act(self, actions: list[PlannedAction]) -> str | None:
+        """Run actions in order as a saga. Returns None, or why an action failed."""
+        for action in actions:
+            spec = action_spec(action.type)
+            snapshot = await self.call(spec.prepare, action, Snapshot, ACTION)
+            record = ActionRecord(
+                type=action.type, target=str(action.target), mode=action.mode, started_at=workflow.now()
+            )
+            self.saga.append(_Compensation(snapshot, record))
+            self.actions.append(record)
+            self.timeline.acted = self.timeline.acted or workflow.now()
+            try:
+                outcome = await self.call(spec.do, snapshot, ActionOutcome, ACTION)
+            except ActivityError as error:
+                await self.audit("action_failed", f"{action.type} on {action.target}: {error.cause or error}")
+                return f"{action.type} on {action.target} failed: {error.cause or error}"
+            record.detail = outcome.detail
+            await self.audit("acted", f"{action.type} on {action.target}: {outcome.detail}", outcome.evidence)
+        return None
+
+    async def compensate(self) -> None:
+        """Undo every action taken, newest first."""
+        while self.saga:
+            entry = self.saga.pop()
+            spec = action_spec(entry.snapshot.action.type)
+            outcome = await self.call(spec.undo, entry.snapshot, ActionOutcome, ACTION)
+            entry.record.compensated = True
+            await self.audit("compensated", f"undid {spec.name} on {entry.record.target}: {outcome.detail}")
+
+    async def verify(self, check: HealthCheck, window_s: float) -> HealthReport:
+        """Wait out the propagation window on a durable timer, then ask the signal."""
+        self.step = "verifying"
+        await workflow.sleep(timedelta(seconds=window_s))
+        try:
+            report = await self.call("prometheus.check_health", check, HealthReport, VERIFY)
+        except ActivityError as error:
+            report = HealthReport(
+                verdict=Verdict.UNKNOWN, reason=f"health query failed: {error.cause or error}"
+            )
+        self.timeline.verified = workflow.now()
+        for item in report.evidence:
+            self.add_evidence(item)
+        await self.audit("verified", f"{report.verdict}: {report.reason}", report.evidence)
+        return report
+
+    async def escalate(self, briefing: Briefing) -> None:
+        await self.call_void("notify.escalate", briefing)
+        await self.audit("escalated", briefing.reason)
+
+    async def finish(self, outcome: Outcome, reason: str, **extra: Any) -> LoopResult:
+        self.timeline.closed = workflow.now()
+        self.index(str(outcome))
+        result = LoopResult(
+            workflow_id=workflow.info().workflow_id,
+            loop=self.loop,
+            subject=self.subject,
+            outcome=outcome,
+            mode=self.mode,
+            reason=reason,
+            policy=self.policy_name,
+            policy_version=self.policy_version,
+            actions=self.actions,
+            timeline=self.timeline,
+            human_touched=self.human_touched,
+            approver=self.approver,
+            **extra,
+        )
+        await self.call_void("audit.close_run", result)
+        self.step = "closed"
+        return result

@@ -1,0 +1,224 @@
+"""The reliability loop: an Alertmanager alert in, a verified Kubernetes fix out.
+
+detect (Prometheus evidence) → diagnose (rollout history vs. known signatures) →
+decide (pinned policy) → approve when supervised → act (saga) → verify after the
+propagation window → resolved, or undo and escalate with a briefing. An
+``unknown`` verdict (stale or missing samples) escalates without undoing and
+without acting again: suture never repeats an action it cannot judge.
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+from workflows.loop import RemediationLoop
+
+with workflow.unsafe.imports_passed_through():
+    from policies.diagnosis import diagnose
+    from policies.engine import decide, render, target_of
+    from policies.models import Policy, PolicyQuery, PolicySelection
+    from suture.identity import reliability_incident_key
+    from suture.models import (
+        AlertNotice,
+        Briefing,
+        ClaimResult,
+        Diagnosis,
+        Evidence,
+        EvidenceReport,
+        EvidenceRequest,
+        Loop,
+        LoopResult,
+        Mode,
+        Outcome,
+        ReliabilityLoopInput,
+        RolloutHistory,
+        Target,
+        TargetClaim,
+        TargetRelease,
+        Verdict,
+    )
+
+
+@workflow.defn(name="ReliabilityLoop")
+class ReliabilityLoop(RemediationLoop):
+    loop = Loop.RELIABILITY
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.alert: AlertNotice | None = None
+        self.diagnosis: Diagnosis | None = None
+
+    @workflow.signal(name="evidence")
+    def evidence_signal(self, notice: AlertNotice) -> None:
+        """A repeat or duplicate notification of the alert: new evidence, not a new run."""
+        self.add_evidence(_notice_evidence(notice, "repeat notification"))
+
+    @workflow.signal
+    def alert_resolved(self, notice: AlertNotice) -> None:
+        self.add_evidence(_notice_evidence(notice, "Alertmanager reports the alert resolved"))
+        self.signal_cleared = True
+
+    @workflow.run
+    async def run(self, request: ReliabilityLoopInput) -> LoopResult:
+        alert = self.alert = request.alert
+        labels = alert.labels
+        self.subject = (
+            f"{labels.get('namespace', '-')}/{labels.get('service', labels.get('deployment', '-'))}"
+        )
+        self.timeline.detected = alert.received_at
+        alertname = labels.get("alertname", "unnamed alert")
+        self.add_evidence(_notice_evidence(alert, "alert fired"))
+        await self.audit("detected", f"{alertname} firing for {self.subject}", self.evidence[-1:])
+
+        selection = await self.call(
+            "policy.select", PolicyQuery(loop=self.loop, labels=labels), PolicySelection
+        )
+        if selection.policy is None:
+            return await self._hand_over(
+                f"no policy matches {alertname} ({selection.considered} policies considered)"
+            )
+        policy = selection.policy
+        self.policy_name, self.policy_version, self.mode = policy.name, policy.version, policy.mode
+        self.index()
+        target = target_of(policy, labels)
+        if target is None:
+            return await self._hand_over(
+                f"the alert lacks the labels {policy.target.namespace_label!r} and "
+                f"{policy.target.name_label!r} that name the {policy.target.kind}"
+            )
+
+        await self._collect_evidence(policy, labels)
+        history = await self._rollout_history(target)
+        self.diagnosis = diagnose(policy, history, workflow.now())
+        decision = decide(policy, self.diagnosis, target, reliability_incident_key(alert))
+        self.timeline.decided = workflow.now()
+        await self.audit("decided", decision.reason)
+        if not decision.act:
+            if policy.mode in (Mode.OBSERVE, Mode.DRY_RUN) and "confidence" not in decision.reason:
+                await self.audit("dry_run", "would have done: " + "; ".join(decision.would_have_done))
+                return await self.finish(Outcome.DRY_RUN, decision.reason)
+            return await self._hand_over(decision.reason, decision.would_have_done)
+
+        claim = await self.call(
+            "audit.claim_target",
+            TargetClaim(
+                target=str(target), workflow_id=workflow.info().workflow_id, cooldown_s=policy.cooldown
+            ),
+            ClaimResult,
+        )
+        if not claim.granted:
+            await self.audit("suppressed", claim.reason)
+            return await self.finish(Outcome.SUPPRESSED, claim.reason)
+        try:
+            return await self._remediate(policy, target, decision.actions, decision.would_have_done)
+        finally:
+            await self.call_void(
+                "audit.release_target",
+                TargetRelease(
+                    target=str(target), workflow_id=workflow.info().workflow_id, acted=bool(self.actions)
+                ),
+            )
+
+    async def _remediate(self, policy: Policy, target: Target, actions: list, would: list[str]) -> LoopResult:
+        if policy.mode == Mode.SUPERVISED:
+            assert policy.approval is not None
+            answer = await self.await_approval(policy.approval)
+            if answer == "timeout":
+                return await self._hand_over(
+                    f"nobody approved within {policy.approval.timeout:.0f}s", would, target
+                )
+            if answer == "reject":
+                return await self.finish(Outcome.REJECTED, f"rejected by {self.approver}")
+            if answer == "cleared":
+                await self.audit("suppressed", "the alert resolved before anyone approved")
+                return await self.finish(
+                    Outcome.SUPPRESSED, "the alert resolved before approval; nothing done"
+                )
+        failure = await self.act(actions)
+        if failure is not None:
+            await self.compensate()
+            return await self._hand_over(failure, would, target)
+        report = await self.verify(
+            policy.verify.health_check(render(policy.verify.query, self.alert.labels if self.alert else {})),
+            policy.verify.window,
+        )
+        if report.verdict == Verdict.HEALTHY:
+            await self.audit("resolved", report.reason)
+            return await self.finish(Outcome.RESOLVED, report.reason, verdict=report.verdict)
+        if report.verdict == Verdict.UNKNOWN:
+            return await self._hand_over(
+                f"verification is inconclusive ({report.reason}); the action is left in place "
+                "and not repeated",
+                would,
+                target,
+                verdict=report.verdict,
+            )
+        await self.compensate()
+        return await self._hand_over(
+            f"verification failed ({report.reason}); the action was undone",
+            would,
+            target,
+            verdict=report.verdict,
+        )
+
+    async def _collect_evidence(self, policy: Policy, labels: dict[str, str]) -> None:
+        queries = [render(query, labels) for query in [*policy.evidence, policy.verify.query]]
+        try:
+            report = await self.call(
+                "prometheus.collect_evidence", EvidenceRequest(queries=queries), EvidenceReport
+            )
+        except ActivityError as error:
+            self.add_evidence(
+                Evidence(
+                    source="prometheus",
+                    query="; ".join(queries),
+                    at=workflow.now(),
+                    note=f"unavailable: {error.cause or error}",
+                )
+            )
+            return
+        for item in report.evidence:
+            self.add_evidence(item)
+
+    async def _rollout_history(self, target: Target) -> RolloutHistory | None:
+        try:
+            return await self.call("k8s.rollout_history", target, RolloutHistory)
+        except ActivityError as error:
+            await self.audit("diagnosis_degraded", f"rollout history unavailable: {error.cause or error}")
+            return None
+
+    async def _hand_over(
+        self,
+        reason: str,
+        would_have_done: list[str] | None = None,
+        target: Target | None = None,
+        verdict: Verdict | None = None,
+    ) -> LoopResult:
+        labels = self.alert.labels if self.alert else {}
+        annotations = self.alert.annotations if self.alert else {}
+        briefing = Briefing(
+            workflow_id=workflow.info().workflow_id,
+            loop=self.loop,
+            title=f"{labels.get('alertname', 'alert')} on {self.subject}: suture stopped and needs a human",
+            subject=self.subject,
+            impact=annotations.get("summary") or annotations.get("description") or "see evidence",
+            scope=str(target) if target else self.subject,
+            reason=reason,
+            evidence=self.evidence[-20:],
+            recent_changes=self.diagnosis.recent_changes if self.diagnosis else [],
+            would_have_done=would_have_done or [],
+            actions_taken=self.actions,
+        )
+        await self.escalate(briefing)
+        return await self.finish(Outcome.ESCALATED, reason, verdict=verdict, briefing=briefing)
+
+
+def _notice_evidence(notice: AlertNotice, note: str) -> Evidence:
+    return Evidence(
+        source="alertmanager",
+        query=notice.labels.get("alertname", ""),
+        value=notice.status,
+        at=notice.received_at,
+        note=note,
+    )
