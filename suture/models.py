@@ -286,6 +286,8 @@ class LoopResult(Contract):
     approver: str | None = None
     briefing: Briefing | None = None
     received_at: datetime | None = None
+    undo: list[Snapshot] = []
+    """Compensations still available, newest last: what ``suture undo`` would run."""
 
 
 class LoopStatus(Contract):

@@ -258,6 +258,7 @@ class RemediationLoop:
             timeline=self.timeline,
             human_touched=self.human_touched,
             approver=self.approver,
+            undo=[entry.snapshot for entry in self.saga],
             **extra,
         )
         await self.call_void("audit.close_run", result)
