@@ -1,0 +1,161 @@
+"""A fake world for workflow tests: activities registered under their real names.
+
+Each fake records its calls, so a test can assert what the loop did and in which
+order, and answers from a small script the test sets up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from temporalio import activity
+
+from policies.engine import select_policy
+from policies.loading import load_policy_file
+from policies.models import Policy, PolicyQuery, PolicySelection
+from suture.models import (
+    ActionOutcome,
+    AuditEntry,
+    Briefing,
+    ClaimResult,
+    Evidence,
+    EvidenceReport,
+    EvidenceRequest,
+    HealthCheck,
+    HealthReport,
+    LoopResult,
+    PlannedAction,
+    Rollout,
+    RolloutHistory,
+    Snapshot,
+    Target,
+    TargetClaim,
+    TargetRelease,
+    Verdict,
+)
+
+NOW = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
+
+
+@dataclass
+class FakeWorld:
+    policies: list[Policy]
+    verdicts: list[Verdict] = field(default_factory=lambda: [Verdict.HEALTHY])
+    rollout_age: timedelta = timedelta(minutes=3)
+    claim_granted: bool = True
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+    audit: list[AuditEntry] = field(default_factory=list)
+    briefings: list[Briefing] = field(default_factory=list)
+    closed: list[LoopResult] = field(default_factory=list)
+
+    def called(self, name: str) -> list[Any]:
+        return [arg for called, arg in self.calls if called == name]
+
+    def activities(self) -> list[Any]:
+        world = self
+
+        @activity.defn(name="policy.select")
+        async def select(query: PolicyQuery) -> PolicySelection:
+            world.calls.append(("policy.select", query))
+            return PolicySelection(
+                policy=select_policy(world.policies, query.labels), considered=len(world.policies)
+            )
+
+        @activity.defn(name="prometheus.collect_evidence")
+        async def collect(request: EvidenceRequest) -> EvidenceReport:
+            world.calls.append(("prometheus.collect_evidence", request))
+            return EvidenceReport(
+                evidence=[Evidence(source="prometheus", query=q, value=0.9, at=NOW) for q in request.queries]
+            )
+
+        @activity.defn(name="prometheus.check_health")
+        async def check(check: HealthCheck) -> HealthReport:
+            world.calls.append(("prometheus.check_health", check))
+            verdict = world.verdicts.pop(0) if len(world.verdicts) > 1 else world.verdicts[0]
+            value = 0.1 if verdict == Verdict.HEALTHY else 0.9
+            evidence = (
+                []
+                if verdict == Verdict.UNKNOWN
+                else [Evidence(source="prometheus", query=check.query, value=value, at=NOW)]
+            )
+            return HealthReport(verdict=verdict, reason=f"fake verdict {verdict}", evidence=evidence)
+
+        @activity.defn(name="k8s.rollout_history")
+        async def history(target: Target) -> RolloutHistory:
+            world.calls.append(("k8s.rollout_history", target))
+            # The test server's clock jumps ahead with every skipped timer; age rollouts on it.
+            now = activity.info().current_attempt_scheduled_time
+            return RolloutHistory(
+                target=target,
+                current_revision=2,
+                rollouts=[
+                    Rollout(
+                        revision=2,
+                        replicaset=f"{target.name}-b",
+                        images=["shop:v2"],
+                        created_at=now - world.rollout_age,
+                    ),
+                    Rollout(
+                        revision=1,
+                        replicaset=f"{target.name}-a",
+                        images=["shop:v1"],
+                        created_at=NOW - timedelta(days=3),
+                    ),
+                ],
+            )
+
+        @activity.defn(name="k8s.snapshot_deployment")
+        async def snapshot(action: PlannedAction) -> Snapshot:
+            world.calls.append(("k8s.snapshot_deployment", action))
+            return Snapshot(action=action, state={"image": "shop:v2", "replicas": 2})
+
+        def doer(name: str) -> Any:
+            @activity.defn(name=name)
+            async def do(snapshot: Snapshot) -> ActionOutcome:
+                world.calls.append((name, snapshot))
+                return ActionOutcome(action=snapshot.action, changed=True, detail=f"{name} done")
+
+            return do
+
+        @activity.defn(name="audit.record")
+        async def record(entry: AuditEntry) -> None:
+            world.audit.append(entry)
+
+        @activity.defn(name="audit.claim_target")
+        async def claim(claim: TargetClaim) -> ClaimResult:
+            world.calls.append(("audit.claim_target", claim))
+            return ClaimResult(
+                granted=world.claim_granted, reason="" if world.claim_granted else "cooldown: acted 2m ago"
+            )
+
+        @activity.defn(name="audit.release_target")
+        async def release(release: TargetRelease) -> None:
+            world.calls.append(("audit.release_target", release))
+
+        @activity.defn(name="audit.close_run")
+        async def close(result: LoopResult) -> None:
+            world.closed.append(result)
+
+        @activity.defn(name="notify.escalate")
+        async def escalate(briefing: Briefing) -> None:
+            world.briefings.append(briefing)
+
+        doers = [
+            doer(name)
+            for name in (
+                "k8s.rollback_deployment",
+                "k8s.restart_deployment",
+                "k8s.scale_deployment",
+                "k8s.restore_deployment",
+            )
+        ]
+        return [select, collect, check, history, snapshot, record, claim, release, close, escalate, *doers]
+
+
+def load_test_policies(tmp_path: Path, text: str) -> list[Policy]:
+    path = tmp_path / "policies.yaml"
+    path.write_text(text)
+    return load_policy_file(path)
