@@ -299,3 +299,14 @@ class LoopStatus(Contract):
     evidence: list[Evidence]
     pending_approval: bool
     ignored_approvers: list[str]
+
+
+class UndoRequest(Contract):
+    """A human orders the compensations a finished run left in place."""
+
+    run_workflow_id: str
+    loop: Loop
+    subject: str
+    requested_by: str = Field(min_length=1)
+    note: str = ""
+    undo: list[Snapshot]

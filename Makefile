@@ -1,0 +1,42 @@
+# Two commands set everything up on a fresh Debian machine: `make demo`, `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test lint typecheck unit install monitoring clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Prometheus and Alertmanager come from Debian's packages; nothing is downloaded at run time.
+monitoring:
+	@if ! command -v prometheus >/dev/null || ! { command -v prometheus-alertmanager || test -x /usr/bin/prometheus-alertmanager; } >/dev/null; then \
+		echo "installing prometheus and prometheus-alertmanager with apt-get"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq prometheus prometheus-alertmanager; \
+	fi
+
+demo: $(STAMP) monitoring
+	$(BIN)/suture demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: $(STAMP) monitoring lint typecheck
+	$(BIN)/pytest -q
+
+unit: $(STAMP)
+	$(BIN)/pytest -q -m "not integration and not drill"
+
+clean:
+	rm -rf $(VENV) .suture build *.egg-info .pytest_cache .mypy_cache .ruff_cache
