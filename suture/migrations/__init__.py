@@ -1,0 +1,1 @@
+"""Alembic migrations of the audit store; ``AuditStore.upgrade`` runs them."""
