@@ -1,0 +1,322 @@
+"""The morning report: what suture fixed, why, by whom, and how well each loop closes.
+
+Three figures per loop, computed from the ``runs`` table over a window:
+
+* closure rate: resolved runs / every run closed in the window, whatever its outcome;
+* auto-resolution rate: runs resolved with no human touching them / every run;
+* MTTR: mean and median of detected → verified over *resolved* runs only.
+  Escalations are failures of the loop, not slow successes; folding them in would
+  make the figure describe the on-call engineer instead of the loop, so they are
+  counted and listed apart.
+
+The computation (:func:`summarize`) is a pure function of the runs; rendering turns
+the :class:`Report` model into Rich tables, plain text, JSON or a standalone HTML
+page that can be mailed or archived.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict
+
+from suture.models import ActionRecord, Loop, LoopResult, Outcome
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from suture.store import AuditStore
+
+SUTURE = "suture"
+"""Who fixed a run that no human touched."""
+
+
+class ReportModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoopFigures(ReportModel):
+    """One loop's runs over the window. Rates and MTTR are None when there is nothing to divide."""
+
+    loop: Loop
+    runs: int
+    outcomes: dict[Outcome, int]
+    resolved: int
+    escalated: int
+    resolved_without_human: int
+    closure_rate: float | None
+    auto_resolution_rate: float | None
+    mttr_mean_s: float | None
+    mttr_median_s: float | None
+
+
+class Fix(ReportModel):
+    """A resolved run: what was done, why, by whom, how fast."""
+
+    workflow_id: str
+    loop: Loop
+    subject: str
+    actions: list[str]
+    reason: str
+    by: str
+    policy: str | None
+    policy_version: str | None
+    detected: datetime | None
+    verified: datetime | None
+    mttr_s: float | None
+
+
+class HandOver(ReportModel):
+    """An escalated run: a human took over, and why."""
+
+    workflow_id: str
+    loop: Loop
+    subject: str
+    reason: str
+    actions: list[str]
+    closed: datetime | None
+
+
+class Report(ReportModel):
+    since: datetime
+    until: datetime
+    loops: list[LoopFigures]
+    fixed: list[Fix]
+    escalated: list[HandOver]
+
+
+def build_report(store: AuditStore, window: timedelta, now: datetime | None = None) -> Report:
+    """The report over the ``window`` that ends ``now``, read from ``store``."""
+    until = now or datetime.now(UTC)
+    since = until - window
+    return summarize(store.runs(since=since, until=until), since, until)
+
+
+def summarize(runs: Sequence[LoopResult], since: datetime, until: datetime) -> Report:
+    """Compute the report from the runs that closed in ``[since, until)``."""
+    return Report(
+        since=since,
+        until=until,
+        loops=[_figures(loop, [run for run in runs if run.loop == loop]) for loop in Loop],
+        fixed=[_fix(run) for run in runs if run.outcome == Outcome.RESOLVED],
+        escalated=[_hand_over(run) for run in runs if run.outcome == Outcome.ESCALATED],
+    )
+
+
+def repair_time(run: LoopResult) -> float | None:
+    """Seconds from detection to verified resolution; None for runs that did not resolve."""
+    detected, verified = run.timeline.detected, run.timeline.verified
+    if run.outcome != Outcome.RESOLVED or detected is None or verified is None:
+        return None
+    return (verified - detected).total_seconds()
+
+
+def _figures(loop: Loop, runs: list[LoopResult]) -> LoopFigures:
+    outcomes = {outcome: sum(run.outcome == outcome for run in runs) for outcome in Outcome}
+    resolved = outcomes[Outcome.RESOLVED]
+    unattended = sum(run.outcome == Outcome.RESOLVED and not run.human_touched for run in runs)
+    times = [seconds for seconds in map(repair_time, runs) if seconds is not None]
+    return LoopFigures(
+        loop=loop,
+        runs=len(runs),
+        outcomes=outcomes,
+        resolved=resolved,
+        escalated=outcomes[Outcome.ESCALATED],
+        resolved_without_human=unattended,
+        closure_rate=resolved / len(runs) if runs else None,
+        auto_resolution_rate=unattended / len(runs) if runs else None,
+        mttr_mean_s=statistics.fmean(times) if times else None,
+        mttr_median_s=statistics.median(times) if times else None,
+    )
+
+
+def _fix(run: LoopResult) -> Fix:
+    return Fix(
+        workflow_id=run.workflow_id,
+        loop=run.loop,
+        subject=run.subject,
+        actions=[_action_text(action) for action in run.actions],
+        reason=run.reason,
+        by=run.approver if run.human_touched and run.approver else SUTURE,
+        policy=run.policy,
+        policy_version=run.policy_version,
+        detected=run.timeline.detected,
+        verified=run.timeline.verified,
+        mttr_s=repair_time(run),
+    )
+
+
+def _hand_over(run: LoopResult) -> HandOver:
+    return HandOver(
+        workflow_id=run.workflow_id,
+        loop=run.loop,
+        subject=run.subject,
+        reason=run.reason,
+        actions=[_action_text(action) for action in run.actions],
+        closed=run.timeline.closed,
+    )
+
+
+def _action_text(action: ActionRecord) -> str:
+    undone = " (undone)" if action.compensated else ""
+    return f"{action.type} on {action.target}{undone}"
+
+
+# --- rendering ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TableData:
+    """A table as plain strings: easy to print with Rich, to test, or to turn into HTML."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+
+    def to_rich(self) -> Table:
+        from rich.table import Table
+
+        table = Table(*self.columns, title=self.title, title_justify="left")
+        for row in self.rows:
+            table.add_row(*row)
+        return table
+
+
+def tables(report: Report) -> list[TableData]:
+    """The report as three tables: figures per loop, fixes, escalations."""
+    return [figures_table(report), fixes_table(report), escalations_table(report)]
+
+
+def figures_table(report: Report) -> TableData:
+    rows = [
+        [
+            figures.loop.value,
+            str(figures.runs),
+            str(figures.resolved),
+            str(figures.escalated),
+            _rate(figures.closure_rate),
+            _rate(figures.auto_resolution_rate),
+            _duration(figures.mttr_mean_s),
+            _duration(figures.mttr_median_s),
+        ]
+        for figures in report.loops
+    ]
+    columns = [
+        "loop",
+        "runs",
+        "resolved",
+        "escalated",
+        "closure",
+        "auto-resolved",
+        "MTTR mean",
+        "MTTR median",
+    ]
+    return TableData(f"suture, {_window(report)}", columns, rows)
+
+
+def fixes_table(report: Report) -> TableData:
+    rows = [
+        [fix.subject, "; ".join(fix.actions) or "-", fix.reason, fix.by, _duration(fix.mttr_s)]
+        for fix in report.fixed
+    ]
+    return TableData("fixed", ["what", "action", "why", "by", "MTTR"], rows)
+
+
+def escalations_table(report: Report) -> TableData:
+    rows = [
+        [item.subject, item.loop.value, item.reason, "; ".join(item.actions) or "-", _time(item.closed)]
+        for item in report.escalated
+    ]
+    return TableData("handed to a human", ["what", "loop", "why", "actions", "closed"], rows)
+
+
+def render_table(report: Report, console: Console) -> None:
+    """Print the report's tables on a Rich console."""
+    for table in tables(report):
+        console.print(table.to_rich())
+
+
+def render_text(report: Report, width: int = 120) -> str:
+    """The report as plain text, the same tables without colour."""
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    render_table(report, Console(file=buffer, width=width, color_system=None, force_terminal=False))
+    return buffer.getvalue()
+
+
+def render_json(report: Report) -> str:
+    return report.model_dump_json(indent=2)
+
+
+def render_html(report: Report) -> str:
+    """A standalone HTML page (no external assets) with the report's tables."""
+    sections = "\n".join(_html_table(table) for table in tables(report))
+    title = html.escape(f"suture report, {_window(report)}")
+    return _PAGE.format(title=title, sections=sections)
+
+
+def _html_table(table: TableData) -> str:
+    head = "".join(f"<th>{html.escape(column)}</th>" for column in table.columns)
+    if table.rows:
+        body = "\n".join(
+            "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in table.rows
+        )
+    else:
+        body = f'<tr><td colspan="{len(table.columns)}" class="none">none</td></tr>'
+    return (
+        f"<section><h2>{html.escape(table.title)}</h2>\n"
+        f"<table><thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody></table></section>"
+    )
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #1d1d1f; }}
+h1 {{ font-size: 1.4rem; }}
+h2 {{ font-size: 1.1rem; margin-top: 2rem; }}
+table {{ border-collapse: collapse; min-width: 40rem; }}
+th, td {{ border-bottom: 1px solid #ddd; padding: 0.35rem 0.75rem; text-align: left; vertical-align: top; }}
+th {{ background: #f4f4f6; }}
+td.none {{ color: #888; font-style: italic; }}
+</style>
+</head>
+<body>
+<h1>{title}</h1>
+{sections}
+</body>
+</html>
+"""
+
+
+def _window(report: Report) -> str:
+    return f"{_time(report.since)} to {_time(report.until)}"
+
+
+def _time(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if value else "-"
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m {int(seconds % 60):02d}s"
+    return f"{int(seconds // 3600)}h {int(seconds % 3600 // 60):02d}m"
