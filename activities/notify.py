@@ -1,0 +1,93 @@
+"""Hand a human the briefing: POST it to a generic JSON webhook.
+
+The body is the :class:`~suture.models.Briefing` itself, so any receiver can read
+impact, scope, evidence and what automation did without a suture-specific
+format. The ``Idempotency-Key`` header is the workflow id: one run escalates at
+most once, so a retried delivery carries the same key and a receiver that honours
+it pages once.
+
+Failures are sorted the way a retry would fare: connection errors, timeouts, 5xx,
+408 and 429 are transient and raised for Temporal to retry (honouring
+``Retry-After``); any other answer (4xx, unexpected redirects) will not improve
+by retrying and is non-retryable, with the receiver's reply in the message. With
+no webhook configured the briefing is logged and the activity succeeds: the audit
+trail already holds the escalation and the run's result keeps the briefing.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import httpx
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from suture.models import Briefing
+
+TRANSIENT_STATUSES = frozenset({408, 429})
+_REPLY_EXCERPT = 300
+
+
+class Escalation:
+    """The escalation channel.
+
+    Args:
+        webhook_url: where briefings are POSTed (``SUTURE_ESCALATION_WEBHOOK``);
+            None logs them instead.
+        client: the HTTP client to send with; one with a 10 s timeout when omitted.
+    """
+
+    def __init__(self, webhook_url: str | None, client: httpx.AsyncClient | None = None) -> None:
+        self.webhook_url = webhook_url
+        self.client = client or httpx.AsyncClient(timeout=10.0)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    @activity.defn(name="notify.escalate")
+    async def escalate(self, briefing: Briefing) -> None:
+        if not self.webhook_url:
+            activity.logger.warning(
+                "escalation (no webhook configured): %s", json.dumps(briefing.model_dump(mode="json"))
+            )
+            return
+        try:
+            response = await self.client.post(
+                self.webhook_url,
+                json=briefing.model_dump(mode="json"),
+                headers={"Idempotency-Key": briefing.workflow_id},
+            )
+        except httpx.TransportError as error:
+            raise ApplicationError(
+                f"escalation webhook unreachable: {type(error).__name__}: {error}",
+                type="EscalationUnavailable",
+            ) from error
+        _raise_for_answer(response)
+
+
+def _raise_for_answer(response: httpx.Response) -> None:
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    reply = response.text[:_REPLY_EXCERPT]
+    if status >= 500 or status in TRANSIENT_STATUSES:
+        raise ApplicationError(
+            f"escalation webhook answered {status}; will retry: {reply}",
+            type="EscalationUnavailable",
+            next_retry_delay=_retry_after(response),
+        )
+    raise ApplicationError(
+        f"escalation webhook refused the briefing with {status}: {reply} "
+        "(check SUTURE_ESCALATION_WEBHOOK and what the receiver expects)",
+        type="EscalationRefused",
+        non_retryable=True,
+    )
+
+
+def _retry_after(response: httpx.Response) -> timedelta | None:
+    """``Retry-After`` in seconds, capped so a misbehaving receiver cannot stall a run for long."""
+    value = response.headers.get("Retry-After", "")
+    if not value.isdigit():
+        return None
+    return timedelta(seconds=min(int(value), 300))
