@@ -10,7 +10,10 @@ configs, TSDB, Alertmanager's silences and one log file per process.
 Time is compressed rather than faked: scrapes and rule evaluation every second,
 Alertmanager's ``group_wait``/``group_interval`` at 1 s. Scrape targets live in a
 ``file_sd`` JSON file that Prometheus re-reads as soon as it changes, so services
-can come and go while Prometheus runs without a reload.
+can come and go while Prometheus runs without a reload. Prometheus 2.42 hands
+discovered targets to its scrapers at most every 5 s, so a target added (or
+removed) takes about 5-6 s to be scraped (or dropped), at start-up too;
+:meth:`Monitoring.wait_until_scraped` waits for it.
 """
 
 from __future__ import annotations
@@ -288,7 +291,10 @@ class Monitoring:
     # --- scrape targets ---------------------------------------------------------------
 
     def add_target(self, address: str, labels: Mapping[str, str]) -> None:
-        """Scrape ``address`` (``host:port``) from now on, labelling it with ``labels``."""
+        """Scrape ``address`` (``host:port``) from now on, labelling it with ``labels``.
+
+        Prometheus picks the change up within about 6 s; see :meth:`wait_until_scraped`.
+        """
         with self._lock:
             self._targets[address] = dict(labels)
             self._write_targets()
@@ -301,6 +307,7 @@ class Monitoring:
 
     def _write_targets(self) -> None:
         groups = [{"targets": [address], "labels": labels} for address, labels in self._targets.items()]
+        self.state_dir.mkdir(parents=True, exist_ok=True)
         scratch = self.targets_file.with_suffix(".json.tmp")
         scratch.write_text(json.dumps(groups, indent=2))
         # Prometheus watches the file; a rename means it never reads half a file.
