@@ -1,0 +1,299 @@
+"""Alertmanager webhook notifications in, reliability-loop starts and signals out.
+
+Alertmanager re-sends a group on every ``repeat_interval``, after a restart, and
+from each replica of an HA pair, so the same alert arrives many times. The
+workflow ID comes from the alert's fingerprint and ``startsAt``
+(:mod:`suture.identity`), and a firing alert is delivered with one
+signal-with-start: the first notification of an episode starts the run, every
+later one joins it as an ``evidence`` signal, and once the episode's run has
+closed, ``REJECT_DUPLICATE`` makes Temporal refuse a second run instead of
+acting twice. A resolved alert is signalled to the run, and ignored when no run
+is open.
+
+:func:`deliver` returns only after every call has returned, i.e. once each
+notification is durable in Temporal. When Temporal fails part way it raises
+:class:`DeliveryFailed` saying which alerts did get through; since every call
+is idempotent per episode, Alertmanager can safely retry the whole payload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal, Self
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from suture import search_attributes as sa
+from suture.errors import SutureError
+from suture.identity import reliability_workflow_id
+from suture.models import AlertNotice, Loop, ReliabilityLoopInput
+
+WORKFLOW = "ReliabilityLoop"
+EVIDENCE_SIGNAL = "evidence"
+RESOLVED_SIGNAL = "alert_resolved"
+
+_ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
+"""Go's zero ``time.Time``: Alertmanager's ``endsAt`` of an alert that has not ended."""
+
+_TRANSIENT = frozenset(
+    {
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.RESOURCE_EXHAUSTED,
+        RPCStatusCode.ABORTED,
+        RPCStatusCode.CANCELLED,
+    }
+)
+
+
+# --- the webhook payload (version 4) ------------------------------------------------
+
+
+class _Webhook(BaseModel):
+    # Alertmanager adds keys between releases; unknown ones are ignored, known ones checked.
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+
+class AlertmanagerAlert(_Webhook):
+    """One alert of a notification."""
+
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str]
+    annotations: dict[str, str] = {}
+    starts_at: AwareDatetime = Field(alias="startsAt")
+    ends_at: AwareDatetime | None = Field(default=None, alias="endsAt")
+    generator_url: str = Field(default="", alias="generatorURL")
+    # It becomes part of a workflow ID, so only characters that are safe there.
+    fingerprint: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+
+    @field_validator("starts_at")
+    @classmethod
+    def _has_started(cls, value: datetime) -> datetime:
+        if value <= _ZERO_TIME:
+            raise ValueError("startsAt must be a real time, not the zero time")
+        return value
+
+    @field_validator("ends_at")
+    @classmethod
+    def _zero_means_open(cls, value: datetime | None) -> datetime | None:
+        return None if value is None or value <= _ZERO_TIME else value
+
+    def to_notice(self, received_at: datetime) -> AlertNotice:
+        """The alert as the reliability loop receives it."""
+        return AlertNotice(
+            fingerprint=self.fingerprint,
+            status=self.status,
+            labels=self.labels,
+            annotations=self.annotations,
+            starts_at=self.starts_at,
+            ends_at=self.ends_at,
+            generator_url=self.generator_url,
+            received_at=received_at,
+        )
+
+
+class AlertmanagerPayload(_Webhook):
+    """The body Alertmanager POSTs to a webhook receiver (``version: "4"``)."""
+
+    version: Literal["4"]
+    group_key: str = Field(alias="groupKey")
+    status: Literal["firing", "resolved"]
+    receiver: str
+    group_labels: dict[str, str] = Field(default={}, alias="groupLabels")
+    common_labels: dict[str, str] = Field(default={}, alias="commonLabels")
+    common_annotations: dict[str, str] = Field(default={}, alias="commonAnnotations")
+    external_url: str = Field(default="", alias="externalURL")
+    alerts: list[AlertmanagerAlert] = Field(min_length=1)
+    truncated_alerts: int = Field(default=0, ge=0, alias="truncatedAlerts")
+
+
+# --- delivery -------------------------------------------------------------------------
+
+
+class DeliveryKind(StrEnum):
+    """What one alert of a notification did to its run."""
+
+    STARTED = "started"
+    """A firing alert started a new run."""
+    JOINED = "joined"
+    """A firing alert reached the open run of its episode as an ``evidence`` signal."""
+    DUPLICATE = "duplicate"
+    """The episode's run has already closed; no second run was started."""
+    RESOLVED = "resolved"
+    """A resolved alert reached the open run as an ``alert_resolved`` signal."""
+    IGNORED = "ignored"
+    """A resolved alert for which no run is open."""
+
+
+class Delivery(BaseModel):
+    """The outcome for one alert, in the order of the payload."""
+
+    model_config = ConfigDict(frozen=True)
+
+    fingerprint: str
+    status: str
+    workflow_id: str
+    kind: DeliveryKind
+
+
+class DeliveryFailed(SutureError):
+    """Temporal failed while a payload was being delivered.
+
+    Attributes:
+        delivered: the alerts that are durable in Temporal, in payload order.
+        undelivered: workflow IDs of the alerts that may not be.
+        transient: True when Temporal was unreachable or overloaded, so a retry may succeed.
+    """
+
+    def __init__(
+        self, message: str, delivered: list[Delivery], undelivered: list[str], transient: bool
+    ) -> None:
+        super().__init__(message)
+        self.delivered = delivered
+        self.undelivered = undelivered
+        self.transient = transient
+
+    @classmethod
+    def nothing_delivered(cls, reason: str, payload: AlertmanagerPayload, received_at: datetime) -> Self:
+        """Temporal was unreachable before the first call: every alert is undelivered."""
+        workflow_ids = {reliability_workflow_id(a.to_notice(received_at)) for a in payload.alerts}
+        return cls(f"{reason}; 0 of {len(payload.alerts)} alerts delivered", [], sorted(workflow_ids), True)
+
+
+def service_of(labels: dict[str, str]) -> str:
+    """``namespace/service`` (or ``/deployment``): the ``SutureService`` search attribute."""
+    return f"{labels.get('namespace', '-')}/{labels.get('service', labels.get('deployment', '-'))}"
+
+
+async def deliver(
+    client: Client,
+    payload: AlertmanagerPayload,
+    received_at: datetime,
+    task_queue: str,
+    *,
+    timeout: float | None = None,
+) -> list[Delivery]:
+    """Start, join or signal the reliability run of every alert in ``payload``.
+
+    Alerts of different runs are delivered concurrently; alerts of the same run in
+    payload order, so its signals arrive in the order Alertmanager sent them.
+
+    Args:
+        timeout: seconds after which the calls still in flight are abandoned and
+            their alerts reported undelivered; None waits for the SDK's own retries.
+
+    Raises:
+        DeliveryFailed: a call to Temporal failed or timed out; says which alerts were delivered.
+    """
+    notices = [alert.to_notice(received_at) for alert in payload.alerts]
+    by_run: dict[str, list[int]] = {}
+    for index, notice in enumerate(notices):
+        by_run.setdefault(reliability_workflow_id(notice), []).append(index)
+    results: dict[int, Delivery] = {}
+
+    async def deliver_run(indices: list[int]) -> None:
+        for index in indices:
+            results[index] = await _deliver_one(client, notices[index], task_queue)
+
+    tasks = [asyncio.create_task(deliver_run(indices)) for indices in by_run.values()]
+    try:
+        done, pending = await asyncio.wait(tasks, timeout=timeout)
+    finally:
+        for task in tasks:
+            task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    errors = [error for task in done if (error := task.exception()) is not None]
+    if pending:
+        errors.append(TimeoutError(f"no answer from Temporal within {timeout}s"))
+    if errors:
+        raise _failure(errors, notices, results) from errors[0]
+    return [results[index] for index in range(len(notices))]
+
+
+async def _deliver_one(client: Client, notice: AlertNotice, task_queue: str) -> Delivery:
+    workflow_id = reliability_workflow_id(notice)
+    if notice.status == "resolved":
+        kind = await _signal_resolved(client, workflow_id, notice)
+    else:
+        kind = await _signal_with_start(client, workflow_id, notice, task_queue)
+    return Delivery(fingerprint=notice.fingerprint, status=notice.status, workflow_id=workflow_id, kind=kind)
+
+
+async def _signal_with_start(
+    client: Client, workflow_id: str, notice: AlertNotice, task_queue: str
+) -> DeliveryKind:
+    try:
+        handle = await client.start_workflow(
+            WORKFLOW,
+            ReliabilityLoopInput(alert=notice),
+            id=workflow_id,
+            task_queue=task_queue,
+            start_signal=EVIDENCE_SIGNAL,
+            start_signal_args=[notice],
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(sa.SUTURE_LOOP, Loop.RELIABILITY.value),
+                    SearchAttributePair(sa.SUTURE_SERVICE, service_of(notice.labels)),
+                ]
+            ),
+        )
+    except WorkflowAlreadyStartedError:
+        return DeliveryKind.DUPLICATE
+    return DeliveryKind.STARTED if _was_started(handle) else DeliveryKind.JOINED
+
+
+def _was_started(handle: WorkflowHandle[Any, Any]) -> bool:
+    # Only the server knows whether signal-with-start created the run: the run ID
+    # and first-execution run ID are the same whether it started or joined. The SDK
+    # keeps the server's response (with its ``started`` flag) on the handle; the
+    # integration tests pin this behaviour for the SDK version suture requires.
+    response = getattr(handle, "_start_workflow_response", None)
+    return bool(getattr(response, "started", False))
+
+
+async def _signal_resolved(client: Client, workflow_id: str, notice: AlertNotice) -> DeliveryKind:
+    try:
+        await client.get_workflow_handle(workflow_id).signal(RESOLVED_SIGNAL, notice)
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:  # never started, or already closed
+            return DeliveryKind.IGNORED
+        raise
+    return DeliveryKind.RESOLVED
+
+
+def _failure(
+    errors: Sequence[BaseException], notices: list[AlertNotice], results: dict[int, Delivery]
+) -> DeliveryFailed:
+    transient = all(_is_transient(error) for error in errors)
+    delivered = [results[index] for index in sorted(results)]
+    undelivered = sorted(
+        {reliability_workflow_id(notice) for i, notice in enumerate(notices) if i not in results}
+    )
+    cause = errors[0]
+    if transient:
+        reason = "Temporal is unreachable"
+    elif isinstance(cause, RPCError):
+        reason = "Temporal refused a call"
+    else:
+        reason = "delivery failed"
+    return DeliveryFailed(
+        f"{reason} ({type(cause).__name__}: {cause}); {len(delivered)} of {len(notices)} alerts delivered",
+        delivered,
+        undelivered,
+        transient,
+    )
+
+
+def _is_transient(error: BaseException) -> bool:
+    if isinstance(error, RPCError):
+        return error.status in _TRANSIENT
+    # The SDK reports a lost connection that outlived its own retries as RuntimeError.
+    return isinstance(error, RuntimeError | ConnectionError | TimeoutError)

@@ -1,0 +1,321 @@
+"""The HTTP ingress: webhooks in, durable workflow starts and signals out.
+
+Its one promise to a sender is that a 2xx means the notification is durable in
+Temporal. So the response waits for every start and signal call; when Temporal
+is unreachable the answer is 503 (Alertmanager retries 5xx, and every call is
+idempotent per incident) and lists the alerts that did get through; bad input
+gets a 4xx with a reason and reaches no workflow at all.
+
+Routes for other event sources plug in through ``create_app(..., routers=...)``.
+A router's handlers get what they share with the built-in routes through
+:func:`ingress_state` and :func:`require_token` (see the ``routers`` argument).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import uvicorn
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from pydantic import BaseModel, ValidationError
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from suture.errors import ConfigError
+from workers.alertmanager import AlertmanagerPayload, Delivery, DeliveryFailed, deliver
+from workers.temporal_client import TemporalUnavailable
+
+TOKEN_VARIABLE = "SUTURE_WEBHOOK_TOKEN"
+MAX_BODY_BYTES = 4 * 1024 * 1024
+
+ClientProvider = Callable[[], Awaitable[Client]]
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+log = logging.getLogger(__name__)
+
+
+class IngressMetrics:
+    """The ingress's Prometheus metrics, in a registry of its own so apps do not collide."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "suture_ingress_requests",
+            "HTTP requests by route and status code.",
+            ["route", "status"],
+            registry=self.registry,
+        )
+        self.deliveries = Counter(
+            "suture_ingress_deliveries",
+            "Alerts and events delivered to workflows, by what happened.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.delivery_seconds = Histogram(
+            "suture_ingress_delivery_seconds",
+            "From a webhook's arrival until every start and signal call returned.",
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+
+
+@dataclass(frozen=True)
+class IngressState:
+    """What every route shares; found on ``app.state.ingress``."""
+
+    client_provider: ClientProvider
+    token: str | None
+    task_queue: str
+    metrics: IngressMetrics
+    delivery_timeout: float
+
+
+def ingress_state(request: Request) -> IngressState:
+    """FastAPI dependency: the state shared by the ingress routes."""
+    state: IngressState = request.app.state.ingress
+    return state
+
+
+def require_token(request: Request) -> None:
+    """FastAPI dependency: 401 unless the request carries the bearer token."""
+    expected = ingress_state(request).token
+    if expected is None:  # started with insecure=True
+        return
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    if not presented:
+        raise HTTPException(
+            401, detail="a bearer token is required", headers={"WWW-Authenticate": 'Bearer realm="suture"'}
+        )
+    if scheme.lower() != "bearer" or not hmac.compare_digest(presented.encode(), expected.encode()):
+        raise HTTPException(
+            401,
+            detail="the bearer token is wrong",
+            headers={"WWW-Authenticate": 'Bearer realm="suture", error="invalid_token"'},
+        )
+
+
+def received_at(request: Request) -> datetime:
+    """FastAPI dependency: when the request arrived (UTC), stamped by the ingress middleware."""
+    stamp: datetime = request.state.received_at
+    return stamp
+
+
+async def parse_body(request: Request, model: type[ModelT]) -> ModelT:
+    """Validate the JSON body against ``model``.
+
+    Raises:
+        HTTPException: 413 when the body is too large, 422 with the reasons when it is
+            not JSON or does not match the model.
+    """
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise HTTPException(413, detail=f"the body exceeds {MAX_BODY_BYTES} bytes")
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise HTTPException(413, detail=f"the body exceeds {MAX_BODY_BYTES} bytes")
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as error:
+        raise HTTPException(422, detail=_reasons(error)) from error
+
+
+def _reasons(error: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]}
+        for item in error.errors(include_url=False, include_input=False)
+    ]
+
+
+def accepted(request: Request, deliveries: list[Delivery]) -> JSONResponse:
+    """202 listing the deliveries; counts them and times the request since its arrival."""
+    metrics = ingress_state(request).metrics
+    metrics.delivery_seconds.observe(time.monotonic() - request.state.arrived)
+    for delivery in deliveries:
+        metrics.deliveries.labels(kind=delivery.kind).inc()
+    return JSONResponse(
+        status_code=202, content={"deliveries": [d.model_dump(mode="json") for d in deliveries]}
+    )
+
+
+def not_delivered(request: Request, failure: DeliveryFailed) -> JSONResponse:
+    """503 (Temporal unreachable) or 500, saying what got through and what did not."""
+    for delivery in failure.delivered:
+        ingress_state(request).metrics.deliveries.labels(kind=delivery.kind).inc()
+    log.warning("%s %s not fully delivered: %s", request.method, request.url.path, failure)
+    return JSONResponse(
+        status_code=503 if failure.transient else 500,
+        content={
+            "detail": f"{failure}; retry the whole request, delivery is idempotent",
+            "delivered": [d.model_dump(mode="json") for d in failure.delivered],
+            "undelivered": failure.undelivered,
+        },
+    )
+
+
+def alertmanager_router() -> APIRouter:
+    """``POST /alerts/alertmanager``: one reliability run per alert episode."""
+    router = APIRouter()
+
+    @router.post("/alerts/alertmanager", status_code=202, dependencies=[Depends(require_token)])
+    async def alertmanager_webhook(
+        request: Request,
+        state: IngressState = Depends(ingress_state),
+        arrived: datetime = Depends(received_at),
+    ) -> JSONResponse:
+        payload = await parse_body(request, AlertmanagerPayload)
+        try:
+            client = await state.client_provider()
+            deliveries = await deliver(
+                client, payload, arrived, state.task_queue, timeout=state.delivery_timeout
+            )
+        except TemporalUnavailable as error:
+            return not_delivered(request, DeliveryFailed.nothing_delivered(str(error), payload, arrived))
+        except DeliveryFailed as failure:
+            return not_delivered(request, failure)
+        return accepted(request, deliveries)
+
+    return router
+
+
+def _operations_router() -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/healthz")
+    async def healthz(state: IngressState = Depends(ingress_state)) -> JSONResponse:
+        try:
+            client = await state.client_provider()
+            serving = await client.service_client.check_health(timeout=timedelta(seconds=2))
+        except (TemporalUnavailable, RPCError, RuntimeError) as error:
+            return JSONResponse(status_code=503, content={"status": "unavailable", "temporal": str(error)})
+        if not serving:
+            return JSONResponse(status_code=503, content={"status": "unavailable", "temporal": "not serving"})
+        return JSONResponse(content={"status": "ok", "temporal": "reachable"})
+
+    @router.get("/metrics")
+    async def metrics(state: IngressState = Depends(ingress_state)) -> Response:
+        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def create_app(
+    client_provider: ClientProvider,
+    token: str | None,
+    task_queue: str,
+    *,
+    insecure: bool = False,
+    routers: Iterable[APIRouter] = (),
+    delivery_timeout: float = 10.0,
+) -> FastAPI:
+    """Build the ingress application.
+
+    Args:
+        client_provider: returns the Temporal client; may raise TemporalUnavailable
+            (e.g. :class:`workers.temporal_client.ClientProvider`).
+        token: the bearer token senders must present (``SUTURE_WEBHOOK_TOKEN``).
+        task_queue: where the workflows started here are scheduled.
+        insecure: accept requests without a token; required when ``token`` is empty.
+        routers: more routes (e.g. ``POST /events/aws``). Their handlers declare
+            ``dependencies=[Depends(require_token)]`` and take
+            ``Depends(ingress_state)`` / ``Depends(received_at)`` and
+            :func:`parse_body`; request counts are recorded for them too.
+        delivery_timeout: seconds a webhook may wait for Temporal before it gets a 503.
+
+    Raises:
+        ConfigError: no token and not ``insecure``.
+    """
+    if not token and not insecure:
+        raise ConfigError(
+            f"{TOKEN_VARIABLE} is not set: the ingress needs a bearer token for webhook senders "
+            "(or run it explicitly insecure for local experiments)"
+        )
+    if not token:
+        log.warning("the ingress accepts webhooks without authentication")
+    app = FastAPI(title="suture ingress", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.ingress = IngressState(
+        client_provider=client_provider,
+        token=token or None,
+        task_queue=task_queue,
+        metrics=IngressMetrics(),
+        delivery_timeout=delivery_timeout,
+    )
+
+    @app.middleware("http")
+    async def stamp_and_count(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        request.state.received_at = datetime.now(UTC)
+        request.state.arrived = time.monotonic()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        app.state.ingress.metrics.requests.labels(route=path, status=str(response.status_code)).inc()
+        return response
+
+    for router in (alertmanager_router(), _operations_router(), *routers):
+        app.include_router(router)
+    return app
+
+
+async def serve(app: FastAPI, host: str, port: int, *, started: asyncio.Event | None = None) -> None:
+    """Serve ``app`` with uvicorn until the task running this is cancelled.
+
+    Signals are left to the caller (``suture up`` runs several components in one
+    process and stops them together); cancelling the task shuts the server down
+    gracefully, finishing requests in flight.
+
+    Args:
+        started: set once the socket is listening.
+
+    Raises:
+        OSError: the address cannot be bound (e.g. the port is in use).
+    """
+    # Bound here rather than by uvicorn, which would sys.exit() the whole process.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    server = _EmbeddedServer(
+        uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"), started
+    )
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        await asyncio.shield(serving)
+    except asyncio.CancelledError:
+        server.should_exit = True
+        await serving
+        raise
+    finally:
+        sock.close()
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """A uvicorn server that leaves SIGINT/SIGTERM to the process embedding it."""
+
+    def __init__(self, config: uvicorn.Config, started: asyncio.Event | None) -> None:
+        super().__init__(config)
+        self._started_event = started
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self._started_event is not None and self.started:
+            self._started_event.set()

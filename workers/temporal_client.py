@@ -1,0 +1,118 @@
+"""One way to reach Temporal, so every process encodes payloads the same way.
+
+Workflow and activity inputs are pydantic models (see :mod:`suture.models`); a
+client without the pydantic data converter would write histories a worker cannot
+read. :class:`ClientProvider` connects lazily and once, which lets the ingress
+start, and answer 503, while Temporal is still down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RetryConfig, TLSConfig
+
+from suture.errors import ConfigError, SutureError
+
+
+class TemporalUnavailable(SutureError):
+    """Temporal could not be reached; the request may be retried later."""
+
+
+async def connect(
+    address: str,
+    namespace: str = "default",
+    *,
+    tls: bool = False,
+    tls_cert: Path | str | None = None,
+    tls_key: Path | str | None = None,
+    tls_ca: Path | str | None = None,
+    tls_server_name: str | None = None,
+    api_key: str | None = None,
+    retry_config: RetryConfig | None = None,
+    connect_timeout: timedelta | None = None,
+    lazy: bool = False,
+) -> Client:
+    """Connect a client that carries suture's pydantic models.
+
+    TLS is on when ``tls`` is true or any of the TLS files is given; ``tls_cert``
+    and ``tls_key`` together enable mTLS.
+
+    Raises:
+        ConfigError: only one of ``tls_cert`` and ``tls_key`` is given, or a file is unreadable.
+        TemporalUnavailable: the server did not answer (not raised when ``lazy``).
+    """
+    try:
+        return await Client.connect(
+            address,
+            namespace=namespace,
+            data_converter=pydantic_data_converter,
+            tls=_tls_config(tls, tls_cert, tls_key, tls_ca, tls_server_name),
+            api_key=api_key,
+            retry_config=retry_config,
+            connect_timeout=connect_timeout,
+            lazy=lazy,
+        )
+    except RuntimeError as error:
+        raise TemporalUnavailable(f"cannot reach Temporal at {address}: {error}") from error
+
+
+def _tls_config(
+    enabled: bool,
+    cert: Path | str | None,
+    key: Path | str | None,
+    ca: Path | str | None,
+    server_name: str | None,
+) -> TLSConfig | bool:
+    if (cert is None) != (key is None):
+        raise ConfigError("a TLS client certificate and its key must be given together for mTLS")
+    if not (enabled or cert or ca or server_name):
+        return False
+    return TLSConfig(
+        server_root_ca_cert=_read(ca),
+        client_cert=_read(cert),
+        client_private_key=_read(key),
+        domain=server_name,
+    )
+
+
+def _read(path: Path | str | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise ConfigError(f"cannot read TLS file {path}: {error.strerror}") from error
+
+
+class ClientProvider:
+    """Connects on first use and hands out the same client afterwards.
+
+    A failed connection is not cached: the next call tries again, so a process
+    that started before Temporal recovers on its own. Once connected, the SDK
+    reconnects by itself.
+
+    Args:
+        address: ``host:port`` of the Temporal frontend.
+        namespace: the namespace every call uses.
+        **options: passed to :func:`connect` (TLS files, API key, retry config).
+    """
+
+    def __init__(self, address: str, namespace: str = "default", **options: object) -> None:
+        self.address = address
+        self.namespace = namespace
+        self._options = options
+        self._client: Client | None = None
+        self._lock = asyncio.Lock()
+
+    async def __call__(self) -> Client:
+        """Raises: TemporalUnavailable when the server does not answer."""
+        if self._client is None:
+            async with self._lock:
+                if self._client is None:
+                    self._client = await connect(self.address, self.namespace, **self._options)  # type: ignore[arg-type]
+        return self._client
