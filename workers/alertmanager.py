@@ -38,6 +38,8 @@ from suture.models import AlertNotice, Loop, ReliabilityLoopInput
 WORKFLOW = "ReliabilityLoop"
 EVIDENCE_SIGNAL = "evidence"
 RESOLVED_SIGNAL = "alert_resolved"
+MAX_CONCURRENT_CALLS = 32
+"""Calls to Temporal in flight for one notification; a storm's large groups queue behind it."""
 
 _ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
 """Go's zero ``time.Time``: Alertmanager's ``endsAt`` of an alert that has not ended."""
@@ -198,9 +200,12 @@ async def deliver(
         by_run.setdefault(reliability_workflow_id(notice), []).append(index)
     results: dict[int, Delivery] = {}
 
+    calls_in_flight = asyncio.Semaphore(MAX_CONCURRENT_CALLS)
+
     async def deliver_run(indices: list[int]) -> None:
         for index in indices:
-            results[index] = await _deliver_one(client, notices[index], task_queue)
+            async with calls_in_flight:
+                results[index] = await _deliver_one(client, notices[index], task_queue)
 
     tasks = [asyncio.create_task(deliver_run(indices)) for indices in by_run.values()]
     try:

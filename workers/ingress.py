@@ -6,9 +6,21 @@ is unreachable the answer is 503 (Alertmanager retries 5xx, and every call is
 idempotent per incident) and lists the alerts that did get through; bad input
 gets a 4xx with a reason and reaches no workflow at all.
 
-Routes for other event sources plug in through ``create_app(..., routers=...)``.
-A router's handlers get what they share with the built-in routes through
-:func:`ingress_state` and :func:`require_token` (see the ``routers`` argument).
+Routes for other event sources plug in through ``create_app(..., routers=...)``
+and get the same guarantees from the same pieces: :func:`require_token` (bearer
+auth), :func:`received_at` (arrival stamp), :func:`parse_body` (422 with reasons),
+:func:`ingress_state` (Temporal client, task queue, metrics), :func:`accepted`
+and :func:`not_delivered` (202, or 503/500 saying what got through)::
+
+    router = APIRouter()
+
+    @router.post("/events/aws", status_code=202, dependencies=[Depends(require_token)])
+    async def aws_event(request: Request, arrived: datetime = Depends(received_at)) -> JSONResponse:
+        envelope = await parse_body(request, EventBridgeEnvelope)
+        ...
+        return accepted(request, deliveries)
+
+    app = create_app(provider, token, task_queue, routers=[router])
 """
 
 from __future__ import annotations
@@ -222,7 +234,7 @@ def create_app(
 
     Args:
         client_provider: returns the Temporal client; may raise TemporalUnavailable
-            (e.g. :class:`workers.temporal_client.ClientProvider`).
+            (e.g. :class:`workers.temporal_client.LazyClient`).
         token: the bearer token senders must present (``SUTURE_WEBHOOK_TOKEN``).
         task_queue: where the workflows started here are scheduled.
         insecure: accept requests without a token; required when ``token`` is empty.

@@ -2,15 +2,17 @@
 
 Workflow and activity inputs are pydantic models (see :mod:`suture.models`); a
 client without the pydantic data converter would write histories a worker cannot
-read. :class:`ClientProvider` connects lazily and once, which lets the ingress
+read. :class:`LazyClient` connects lazily and once, which lets the ingress
 start, and answer 503, while Temporal is still down.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Protocol
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -89,23 +91,52 @@ def _read(path: Path | str | None) -> bytes | None:
         raise ConfigError(f"cannot read TLS file {path}: {error.strerror}") from error
 
 
-class ClientProvider:
+class TemporalSettings(Protocol):
+    """Where Temporal is; :class:`suture.config.Settings` is one."""
+
+    @property
+    def temporal_address(self) -> str: ...
+    @property
+    def temporal_namespace(self) -> str: ...
+    @property
+    def temporal_tls_cert(self) -> Path | None: ...
+    @property
+    def temporal_tls_key(self) -> Path | None: ...
+    @property
+    def temporal_tls_ca(self) -> Path | None: ...
+
+
+async def connect_settings(
+    settings: TemporalSettings, *, retry_config: RetryConfig | None = None, lazy: bool = False
+) -> Client:
+    """:func:`connect` with the address, namespace and TLS files of ``settings``.
+
+    Raises:
+        ConfigError: a TLS file is unreadable, or only one of cert and key is set.
+        TemporalUnavailable: the server did not answer (not raised when ``lazy``).
+    """
+    return await connect(
+        settings.temporal_address,
+        settings.temporal_namespace,
+        tls_cert=settings.temporal_tls_cert,
+        tls_key=settings.temporal_tls_key,
+        tls_ca=settings.temporal_tls_ca,
+        retry_config=retry_config,
+        lazy=lazy,
+    )
+
+
+class LazyClient:
     """Connects on first use and hands out the same client afterwards.
 
-    A failed connection is not cached: the next call tries again, so a process
-    that started before Temporal recovers on its own. Once connected, the SDK
-    reconnects by itself.
-
-    Args:
-        address: ``host:port`` of the Temporal frontend.
-        namespace: the namespace every call uses.
-        **options: passed to :func:`connect` (TLS files, API key, retry config).
+    A failed connection is not kept: the next call tries again, so a process that
+    started before Temporal recovers on its own. Once connected, the SDK reconnects
+    by itself. ``LazyClient(lambda: connect_settings(settings))`` is what the
+    ingress takes as its client provider.
     """
 
-    def __init__(self, address: str, namespace: str = "default", **options: object) -> None:
-        self.address = address
-        self.namespace = namespace
-        self._options = options
+    def __init__(self, connect: Callable[[], Awaitable[Client]]) -> None:
+        self._connect = connect
         self._client: Client | None = None
         self._lock = asyncio.Lock()
 
@@ -114,5 +145,5 @@ class ClientProvider:
         if self._client is None:
             async with self._lock:
                 if self._client is None:
-                    self._client = await connect(self.address, self.namespace, **self._options)  # type: ignore[arg-type]
+                    self._client = await self._connect()
         return self._client

@@ -28,7 +28,7 @@ from suture.errors import ConfigError
 from suture.models import AlertNotice, ReliabilityLoopInput
 from workers.devserver import DevServer, free_port
 from workers.ingress import create_app, serve
-from workers.temporal_client import ClientProvider, connect
+from workers.temporal_client import LazyClient, connect
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -352,7 +352,7 @@ async def test_every_alert_of_a_group_gets_its_own_run(http: httpx.AsyncClient, 
 
 
 async def test_a_webhook_gets_503_when_temporal_cannot_be_reached() -> None:
-    provider = ClientProvider(f"127.0.0.1:{free_port()}")
+    provider = LazyClient(lambda: connect(f"127.0.0.1:{free_port()}"))
     async with ingress(provider) as http:
         response = await post(http, notification(alert()))
 
@@ -435,7 +435,7 @@ async def test_healthz_is_ok_while_temporal_answers(http: httpx.AsyncClient) -> 
 
 
 async def test_healthz_is_503_while_temporal_does_not_answer() -> None:
-    async with ingress(ClientProvider(f"127.0.0.1:{free_port()}")) as http:
+    async with ingress(LazyClient(lambda: connect(f"127.0.0.1:{free_port()}"))) as http:
         response = await http.get("/healthz")
 
     assert response.status_code == 503
