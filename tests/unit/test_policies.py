@@ -19,7 +19,7 @@ from activities.policy_store import PolicyStore
 from policies.diagnosis import diagnose
 from policies.engine import decide, render, select_policy
 from policies.loading import default_policy_dir, load_policies, load_policy_file
-from policies.models import ActionStep, Policy, PolicyQuery
+from policies.models import ActionStep, Policy, PolicyQuery, ReliabilityPolicy
 from policies.registry import ActionSpec, NoParams, action_spec, registered_actions
 from suture.errors import PolicyError
 from suture.models import Diagnosis, Loop, Mode, Rollout, RolloutHistory, Target
@@ -69,6 +69,12 @@ def refusal(tmp_path: Path, text: str) -> PolicyError:
 
 def line_of(text: str, fragment: str) -> int:
     return next(number for number, line in enumerate(text.splitlines(), 1) if fragment in line)
+
+
+def shipped_reliability_policies() -> list[ReliabilityPolicy]:
+    return [
+        policy for policy in load_policies([default_policy_dir()]) if isinstance(policy, ReliabilityPolicy)
+    ]
 
 
 def history(*ages: timedelta) -> RolloutHistory:
@@ -168,7 +174,7 @@ def test_two_policies_with_one_name_are_refused(tmp_path: Path) -> None:
 
 
 def test_the_shipped_default_policies_load() -> None:
-    policies = load_policies([default_policy_dir()])
+    policies = shipped_reliability_policies()
     assert {policy.mode for policy in policies} >= {Mode.AUTONOMOUS, Mode.SUPERVISED}
     assert {step.type for policy in policies for step in policy.actions} == {
         "k8s.rollback",
@@ -186,7 +192,7 @@ def test_the_shipped_default_queries_are_valid_promql(tmp_path: Path) -> None:
         {"record": f"suture:check:{index}", "expr": render(query, labels)}
         for index, query in enumerate(
             query
-            for policy in load_policies([default_policy_dir()])
+            for policy in shipped_reliability_policies()
             for query in [*policy.evidence, policy.verify.query]
         )
     ]
