@@ -251,3 +251,43 @@ def test_every_drill_alert_carries_the_labels_and_annotations_a_run_needs() -> N
 def test_the_rules_file_is_valid_for_prometheus() -> None:
     checked = subprocess.run(["promtool", "check", "rules", str(RULES)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+@pytest.mark.integration
+def test_an_exporter_serves_its_services_metrics_with_the_deployment_labels() -> None:
+    inodes = ServiceExporter("shop", "checkout", Service(), extra=lambda: {"sandbox_disk_inode_ratio": 0.97})
+    with inodes:
+        page = httpx.get(inodes.url).text
+
+    labels = 'deployment="checkout",namespace="shop",service="checkout"'
+    assert f"sandbox_request_latency_p99_seconds{{{labels}}} 0.2" in page
+    image = 'image="shop/checkout:1.4"'
+    assert (
+        f'sandbox_build_info{{deployment="checkout",{image},namespace="shop",service="checkout"}} 1.0' in page
+    )
+    assert f"sandbox_disk_inode_ratio{{{labels}}} 0.97" in page
+    for name in (
+        "sandbox_error_ratio",
+        "sandbox_memory_bytes",
+        "sandbox_saturation_ratio",
+        "sandbox_replicas",
+    ):
+        assert f"{name}{{{labels}}}" in page
+
+
+@pytest.mark.integration
+def test_an_exporter_with_nothing_to_report_serves_no_series() -> None:
+    with ServiceExporter("shop", "checkout", lambda: None) as silent:
+        page = httpx.get(silent.url).text
+
+    assert "sandbox_" not in page
+
+
+@pytest.mark.integration
+def test_a_stopped_exporter_refuses_connections() -> None:
+    exporter = ServiceExporter("shop", "checkout", Service()).start()
+    url = exporter.url
+    exporter.stop()
+
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(url)
