@@ -43,6 +43,7 @@ from sqlalchemy import (
     event,
     func,
     select,
+    text,
 )
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import IntegrityError
@@ -71,6 +72,8 @@ GENESIS = "0" * 64
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _WRITE_ATTEMPTS = 3
+_MIGRATION_LOCK = 0x5375747572
+"""PostgreSQL advisory lock key held while migrating ("Sutur" in ASCII)."""
 T = TypeVar("T")
 
 
@@ -274,11 +277,18 @@ class AuditStore:
         return store
 
     def upgrade(self, revision: str = "head") -> None:
-        """Run the Alembic migrations up to ``revision`` on this store's database."""
+        """Run the Alembic migrations up to ``revision`` on this store's database.
+
+        Processes starting together (worker, ingress, CLI) may all call this; the
+        migration runs under a lock so the later ones find the schema current.
+        SQLite's ``BEGIN IMMEDIATE`` is that lock; PostgreSQL takes an advisory one.
+        """
         from alembic import command
 
         config = alembic_config(self.engine.url)
         with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
 
