@@ -46,11 +46,12 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
+from suture.errors import ConfigError
 from suture.models import (
     ActionRecord,
     AuditEntry,
@@ -217,10 +218,21 @@ def create_store_engine(url: str | URL) -> Engine:
     instant ``database is locked`` errors, and ``BEGIN IMMEDIATE`` for writes so
     that read-then-write transactions cannot deadlock. An in-memory SQLite database
     is one shared connection and suits single-threaded tests only.
+
+    Raises:
+        ConfigError: when the URL does not parse or its database driver is missing.
     """
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return create_engine(parsed, pool_pre_ping=True)
+    try:
+        parsed = make_url(url)
+        if parsed.get_backend_name() != "sqlite":
+            return create_engine(parsed, pool_pre_ping=True)
+    except ImportError as error:
+        raise ConfigError(
+            f"SUTURE_DB_URL: the database driver is not installed ({error}); "
+            "for PostgreSQL: pip install 'suture[postgres]'"
+        ) from error
+    except (ArgumentError, NoSuchModuleError) as error:
+        raise ConfigError(f"SUTURE_DB_URL: not a usable SQLAlchemy URL: {error}") from error
     database = parsed.database or ""
     in_memory = database in ("", ":memory:") or "mode=memory" in database
     options: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}

@@ -20,6 +20,7 @@ from sqlalchemy import text
 from temporalio.testing import ActivityEnvironment
 
 from activities.audit import AuditActivities
+from suture.errors import ConfigError
 from suture.models import (
     ActionRecord,
     AuditEntry,
@@ -312,3 +313,8 @@ def test_reopening_a_store_keeps_its_data_and_its_chain(store_url: str, clock: F
     assert again.count_events() == 2
     assert again.verify_chain() is None
     again.close()
+
+
+def test_a_database_url_suture_cannot_use_is_refused_naming_the_variable() -> None:
+    with pytest.raises(ConfigError, match="SUTURE_DB_URL"):
+        AuditStore.create("no-scheme-here")
