@@ -411,14 +411,33 @@ async def test_alerts_delivered_before_temporal_failed_are_listed_in_the_503() -
     assert body["undelivered"] == ["reliability-bbbb000000000002-1772366398"]
 
 
-class FlakyTemporal:
-    """Starts every workflow except one fingerprint's, for which Temporal is unavailable."""
+async def test_a_webhook_gets_503_when_temporal_does_not_answer_in_time() -> None:
+    client = FlakyTemporal(fail_for="cccc000000000002", hang=True)
 
-    def __init__(self, fail_for: str) -> None:
+    async def provider() -> Client:
+        return client  # type: ignore[return-value]
+
+    async with ingress(provider, delivery_timeout=0.2) as http:
+        response = await post(http, notification(alert("cccc000000000001"), alert("cccc000000000002")))
+
+    assert response.status_code == 503
+    body = response.json()
+    assert "within 0.2s" in body["detail"]
+    assert [d["fingerprint"] for d in body["delivered"]] == ["cccc000000000001"]
+    assert body["undelivered"] == ["reliability-cccc000000000002-1772366398"]
+
+
+class FlakyTemporal:
+    """Starts every workflow except one fingerprint's, for which Temporal fails or never answers."""
+
+    def __init__(self, fail_for: str, hang: bool = False) -> None:
         self.fail_for = fail_for
+        self.hang = hang
 
     async def start_workflow(self, workflow: str, request: ReliabilityLoopInput, **options: Any) -> Any:
         if request.alert.fingerprint == self.fail_for:
+            if self.hang:
+                await asyncio.Event().wait()
             raise RPCError("connection lost", RPCStatusCode.UNAVAILABLE, b"")
         return object()
 
