@@ -44,14 +44,22 @@ with workflow.unsafe.imports_passed_through():
 class ReliabilityLoop(RemediationLoop):
     loop = Loop.RELIABILITY
 
-    def __init__(self) -> None:
+    @workflow.init
+    def __init__(self, request: ReliabilityLoopInput) -> None:
         super().__init__()
         self.alert: AlertNotice | None = None
+        self.first_notice = request.alert
         self.diagnosis: Diagnosis | None = None
 
     @workflow.signal(name="evidence")
     def evidence_signal(self, notice: AlertNotice) -> None:
-        """A repeat or duplicate notification of the alert: new evidence, not a new run."""
+        """A repeat or duplicate notification of the alert: new evidence, not a new run.
+
+        Signal-with-start delivers the first notification both as the input and as
+        this signal; that copy is not a repeat.
+        """
+        if notice.received_at == self.first_notice.received_at:
+            return
         self.add_evidence(_notice_evidence(notice, "repeat notification"))
 
     @workflow.signal
