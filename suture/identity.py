@@ -8,7 +8,9 @@ Temporal instead of acting twice.
 
 from __future__ import annotations
 
-from suture.models import AlertNotice
+import re
+
+from suture.models import AlertNotice, AwsEvent
 
 
 def reliability_incident_key(alert: AlertNotice) -> str:
@@ -17,3 +19,23 @@ def reliability_incident_key(alert: AlertNotice) -> str:
 
 def reliability_workflow_id(alert: AlertNotice) -> str:
     return f"reliability-{reliability_incident_key(alert)}"
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]+")
+
+
+def security_subject(event: AwsEvent) -> str:
+    """The resource an AWS event is about: the group, bucket or principal it names, else the caller."""
+    params = event.request_parameters
+    for key in ("groupId", "bucketName", "userName", "roleName", "groupName"):
+        value = params.get(key)
+        if isinstance(value, str) and value:
+            return value
+    principal = event.principal
+    return principal.access_key_id or principal.role_arn.rpartition("/")[2] or principal.type or "unknown"
+
+
+def security_workflow_id(event: AwsEvent) -> str:
+    """One run per EventBridge event: a redelivered event finds its run instead of starting one."""
+    subject = _UNSAFE.sub("-", security_subject(event))[:64]
+    return f"security-{event.account}-{subject}-{_UNSAFE.sub('-', event.event_id)}"

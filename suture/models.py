@@ -310,3 +310,113 @@ class UndoRequest(Contract):
     requested_by: str = Field(min_length=1)
     note: str = ""
     undo: list[Snapshot]
+
+
+# --- security loop ------------------------------------------------------------------
+
+
+class AwsPrincipal(Contract):
+    """Who made an AWS API call: the CloudTrail record's ``userIdentity``, flattened."""
+
+    type: str
+    arn: str = ""
+    account: str = ""
+    access_key_id: str = ""
+    user_name: str = ""
+    role_arn: str = ""
+    """For an ``AssumedRole`` session, the role that issued it."""
+
+    def __str__(self) -> str:
+        return self.arn or self.user_name or self.access_key_id or self.type
+
+
+class AwsEvent(Contract):
+    """One CloudTrail record as EventBridge delivered it, reduced to what detection reads."""
+
+    event_id: str
+    """The EventBridge event id: delivering the same event twice never starts a second run."""
+    account: str
+    region: str
+    event_name: str
+    event_source: str
+    event_time: datetime
+    principal: AwsPrincipal
+    source_ip: str = ""
+    user_agent: str = ""
+    request_parameters: dict[str, Any] = {}
+    response_elements: dict[str, Any] = {}
+    error_code: str = ""
+    cloudtrail_event_id: str = ""
+    received_at: datetime
+
+
+class SecurityLoopInput(Contract):
+    event: AwsEvent
+
+
+class CredentialQuery(Contract):
+    """Calls made with one credential between ``start`` and ``end``, read from the trail log.
+
+    Exactly one of ``access_key_id`` (an IAM user's key) and ``role_arn`` (every
+    session of a role) names the credential.
+    """
+
+    account: str
+    region: str
+    access_key_id: str = ""
+    role_arn: str = ""
+    start: datetime
+    end: datetime | None = None
+    exclude_event_ids: list[str] = []
+
+
+class CredentialActivity(Contract):
+    """What one credential did in a window: the baseline, or its use after containment."""
+
+    calls: int
+    successful_calls: int
+    source_ips: list[str] = []
+    event_names: list[str] = []
+    user_agents: list[str] = []
+    first_call_at: datetime | None = None
+    last_success_at: datetime | None = None
+    source: str
+    """Where the calls were read, e.g. ``cloudwatch-logs:<log group>``."""
+
+
+class PolicyDocumentRequest(Contract):
+    account: str
+    region: str
+    policy_arn: str
+
+
+class PolicyDocument(Contract):
+    """The default version of a managed IAM policy."""
+
+    policy_arn: str
+    document: dict[str, Any]
+
+
+class RoleDependentsRequest(Contract):
+    account: str
+    region: str
+    role_arn: str
+
+
+class RoleDependents(Contract):
+    """What runs with a role's credentials: revoking the role's sessions stops all of it."""
+
+    role_arn: str
+    dependents: list[str]
+
+
+class ContainmentCheck(Contract):
+    """Re-read what a containment action changed, once its propagation window has passed.
+
+    For a credential, calls that succeeded more than ``grace_s`` after
+    ``contained_at`` mean the containment did not hold.
+    """
+
+    action: PlannedAction
+    contained_at: datetime
+    grace_s: float = 2.0
