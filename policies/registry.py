@@ -129,3 +129,82 @@ register(
         example="actions:\n  - type: k8s.scale\n    params: {by: 2, max_replicas: 6}\n",
     )
 )
+
+
+# --- security containment: each acts on exactly one boundary of the Containment Scope Index
+
+
+class PublicAccessBlockParams(ActionParams):
+    block_public_acls: bool = True
+    ignore_public_acls: bool = True
+    block_public_policy: bool = True
+    restrict_public_buckets: bool = True
+
+
+register(
+    ActionSpec(
+        name="iam.deactivate_access_key",
+        loop=Loop.SECURITY,
+        summary="set one IAM access key Inactive; the user and its other keys stay as they are",
+        prepare="iam.snapshot_access_key",
+        do="iam.deactivate_access_key",
+        undo="iam.reactivate_access_key",
+        params=NoParams,
+        permissions=("iam:ListAccessKeys", "iam:UpdateAccessKey"),
+        blast_radius="one access key; whatever signs requests with that key stops working",
+        example="actions:\n  - type: iam.deactivate_access_key\n",
+    )
+)
+register(
+    ActionSpec(
+        name="ec2.revoke_ingress",
+        loop=Loop.SECURITY,
+        summary="revoke one ingress rule (protocol, ports, CIDR); the group's other rules remain",
+        prepare="ec2.snapshot_ingress",
+        do="ec2.revoke_ingress",
+        undo="ec2.authorize_ingress",
+        params=NoParams,
+        permissions=(
+            "ec2:DescribeSecurityGroupRules",
+            "ec2:RevokeSecurityGroupIngress",
+            "ec2:AuthorizeSecurityGroupIngress",
+        ),
+        blast_radius="one CIDR on one port range of one security group",
+        example="actions:\n  - type: ec2.revoke_ingress\n",
+    )
+)
+register(
+    ActionSpec(
+        name="iam.detach_policy",
+        loop=Loop.SECURITY,
+        summary="detach one managed policy from one user, role or group",
+        prepare="iam.snapshot_policy_attachment",
+        do="iam.detach_policy",
+        undo="iam.attach_policy",
+        params=NoParams,
+        permissions=(
+            "iam:ListAttached{User,Role,Group}Policies",
+            "iam:Detach{User,Role,Group}Policy",
+            "iam:Attach{User,Role,Group}Policy",
+        ),
+        blast_radius="the permissions that one policy gave one principal",
+        example="actions:\n  - type: iam.detach_policy\n",
+    )
+)
+register(
+    ActionSpec(
+        name="s3.restore_public_access_block",
+        loop=Loop.SECURITY,
+        summary="put the bucket's public-access block back (all four settings on by default)",
+        prepare="s3.snapshot_public_access_block",
+        do="s3.restore_public_access_block",
+        undo="s3.remove_public_access_block",
+        params=PublicAccessBlockParams,
+        permissions=("s3:GetBucketPublicAccessBlock", "s3:PutBucketPublicAccessBlock"),
+        blast_radius="public (anonymous) access to one bucket; access by IAM principals is unchanged",
+        example=(
+            "actions:\n  - type: s3.restore_public_access_block\n"
+            "    params: {block_public_acls: true, restrict_public_buckets: true}\n"
+        ),
+    )
+)
