@@ -9,9 +9,18 @@ content hash as ``version``; a run records it and never sees later edits.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from policies.durations import Seconds
 from suture.models import HealthCheck, Loop, Mode
@@ -116,8 +125,31 @@ class ReliabilityPolicy(PolicyModel):
         return self
 
 
-Policy = ReliabilityPolicy
-"""Every policy kind suture knows; later loops add theirs as a discriminated union."""
+from policies.security import SecurityPolicy  # noqa: E402  (it builds on the pieces above)
+
+
+def _policy_kind(value: Any) -> str:
+    """The ``loop`` a policy names; files written before there were several loops omit it."""
+    loop = value.get("loop", Loop.RELIABILITY) if isinstance(value, dict) else getattr(value, "loop", None)
+    return str(loop)
+
+
+def _validate_policy(value: Any) -> Any:
+    # Validating the chosen model here, not in the union, keeps error locations equal
+    # to the YAML path (a tagged union would insert the tag), so file:line stays exact.
+    if isinstance(value, ReliabilityPolicy | SecurityPolicy):
+        return value
+    kind = _policy_kind(value)
+    return (SecurityPolicy if kind == Loop.SECURITY else ReliabilityPolicy).model_validate(value)
+
+
+Policy = Annotated[
+    Annotated[ReliabilityPolicy, Tag(Loop.RELIABILITY.value)]
+    | Annotated[SecurityPolicy, Tag(Loop.SECURITY.value)],
+    Discriminator(_policy_kind),
+    BeforeValidator(_validate_policy),
+]
+"""Every policy kind suture knows, told apart by ``loop`` (``reliability`` when omitted)."""
 
 
 class PolicyFile(PolicyModel):
