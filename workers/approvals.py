@@ -74,14 +74,14 @@ async def order_undo(
         SutureError: when the run is not finished, has nothing to undo, or the
             person is not an approver of the policy the run used.
     """
-    handle = client.get_workflow_handle(workflow_id)
+    handle = client.get_workflow_handle(workflow_id, result_type=LoopResult)
     try:
         description = await handle.describe()
     except RPCError as error:
         raise SutureError(f"no run {workflow_id!r}: {error.message}") from None
     if description.status != WorkflowExecutionStatus.COMPLETED:
         raise SutureError(f"run {workflow_id} has not completed (status {description.status.name})")
-    result: LoopResult = await handle.result(result_type=LoopResult)
+    result = await handle.result()
     if not result.undo:
         raise SutureError(f"run {workflow_id} left nothing to undo (outcome {result.outcome})")
     _check_may_undo(result, requested_by, policy_dirs)

@@ -197,9 +197,10 @@ class RemediationLoop:
         """Run actions in order as a saga. Returns None, or why an action failed."""
         for action in actions:
             spec = action_spec(action.type)
+            started = workflow.now()
             snapshot = await self.call(spec.prepare, action, Snapshot, ACTION)
             record = ActionRecord(
-                type=action.type, target=str(action.target), mode=action.mode, started_at=workflow.now()
+                type=action.type, target=str(action.target), mode=action.mode, started_at=started
             )
             self.saga.append(_Compensation(snapshot, record))
             self.actions.append(record)

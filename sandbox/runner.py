@@ -1,0 +1,71 @@
+"""Run drills on a fresh embedded stack, several at a time, and report."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sandbox.drill import DRILLS, DemoReport, Drill, DrillResult
+from sandbox.stack import Stack
+
+CONCURRENCY = 4
+
+
+def all_drills() -> dict[str, Drill]:
+    import sandbox.reliability_drills
+
+    with contextlib.suppress(ImportError):
+        import sandbox.security_drills  # noqa: F401
+    return dict(DRILLS)
+
+
+async def run_drills(names: list[str] | None, progress: Callable[[str], Any] | None = None) -> DemoReport:
+    """Start a sandbox stack in a temporary folder, run the drills, stop everything."""
+    drills = all_drills()
+    chosen = [drills[name] for name in (names or list(drills))]
+    say = progress or (lambda _message: None)
+    with tempfile.TemporaryDirectory(prefix="suture-drills-") as state_dir:
+        say("starting Temporal, Prometheus, Alertmanager, the Kubernetes emulator and moto ...")
+        async with Stack(Path(state_dir), sandbox=True) as stack:
+            return await run_on(stack, chosen, say)
+
+
+async def run_on(stack: Stack, drills: list[Drill], say: Callable[[str], Any]) -> DemoReport:
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(drill: Drill) -> DrillResult:
+        async with gate:
+            say(f"drill {drill.name}: running")
+            result = await _guarded(drill, stack)
+            say(f"drill {drill.name}: {result.outcome} ({'passed' if result.passed else 'FAILED'})")
+            return result
+
+    results = await asyncio.gather(*(one(drill) for drill in drills))
+    passed = sum(result.passed for result in results)
+    return DemoReport(drills=list(results), passed=passed, failed=len(results) - passed)
+
+
+async def _guarded(drill: Drill, stack: Stack) -> DrillResult:
+    """A drill that crashes is a failed drill with the reason, not a crashed demo."""
+    try:
+        return await drill.run(stack)
+    except Exception as error:
+        return DrillResult(
+            scenario=drill.name,
+            loop=drill.loop,
+            expected=drill.expected,
+            outcome="no_action",
+            passed=False,
+            workflow_id=None,
+            mttr_s=None,
+            verified=False,
+            escalated=False,
+            human_touched=False,
+            actions=[],
+            detail=f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=3)}",
+        )

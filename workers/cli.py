@@ -1,0 +1,308 @@
+"""The ``suture`` command line.
+
+Thin on purpose: each command parses its options, calls one function that does
+the work, and prints either a Rich table for people or JSON (``--json``) for
+machines. Errors suture raises on purpose print as one line naming the problem
+and exit 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from suture.config import Settings
+from suture.errors import SutureError
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="suture: closed-loop remediation on Temporal (detect, decide, act, verify, learn).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+policy_app = typer.Typer(help="Policy files.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+app.add_typer(audit_app, name="audit")
+console = Console()
+errors = Console(stderr=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _run(work: Callable[[], Awaitable[T]] | Callable[[], T]) -> T:
+    try:
+        outcome = work()
+        if asyncio.iscoroutine(outcome):
+            return asyncio.run(outcome)  # type: ignore[no-any-return]
+        return outcome  # type: ignore[return-value]
+    except SutureError as error:
+        errors.print(f"[red]error:[/red] {error}", highlight=False)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        errors.print("interrupted")
+        raise typer.Exit(130) from None
+
+
+def _settings() -> Settings:
+    return _run(Settings.from_env)
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+async def _client(settings: Settings) -> Any:
+    from workers.temporal_client import connect_settings
+
+    return await connect_settings(settings)
+
+
+# --- processes ------------------------------------------------------------------------
+
+
+@app.command()
+def up(
+    sandbox: Annotated[
+        bool, typer.Option(help="Also run the drill estate, so there is something to heal.")
+    ] = False,
+    ui_port: Annotated[int, typer.Option(help="Temporal UI port.")] = 8233,
+) -> None:
+    """Embedded stack: Temporal dev server and UI, worker, ingress. Ctrl-C stops it all."""
+    from workers.runtime import run_up
+
+    _run(lambda: run_up(_settings(), sandbox=sandbox, ui_port=ui_port, say=console.print))
+
+
+@app.command()
+def worker() -> None:
+    """Run the worker against TEMPORAL_ADDRESS (an existing cluster)."""
+    from workers.runtime import run_worker
+
+    _run(lambda: run_worker(_settings(), say=console.print))
+
+
+@app.command()
+def ingress(
+    host: Annotated[str | None, typer.Option(help="Listen address (SUTURE_INGRESS_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (SUTURE_INGRESS_PORT).")] = None,
+    sqs_queue: Annotated[
+        str | None, typer.Option(help="Also poll this SQS queue URL for AWS events.")
+    ] = None,
+) -> None:
+    """Run the HTTP ingress (Alertmanager webhook, AWS events) against TEMPORAL_ADDRESS."""
+    from workers.runtime import run_ingress
+
+    _run(lambda: run_ingress(_settings(), host=host, port=port, sqs_queue=sqs_queue, say=console.print))
+
+
+# --- drills ---------------------------------------------------------------------------
+
+
+@app.command()
+def demo(as_json: JsonFlag = False) -> None:
+    """Start everything, sandbox included, run every drill and print a table."""
+    from sandbox.runner import run_drills
+
+    report = _run(lambda: run_drills(None, progress=None if as_json else errors.print))
+    if as_json:
+        _print_json(report.model_dump(mode="json"))
+    else:
+        _drill_table(report.drills)
+    raise typer.Exit(0 if report.failed == 0 else 1)
+
+
+@app.command()
+def drill(
+    name: Annotated[str | None, typer.Argument(help="Drill to run; see --list.")] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List the drills.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run one drill end to end on a fresh sandbox."""
+    from sandbox.runner import all_drills, run_drills
+
+    drills = all_drills()
+    if list_ or name is None:
+        table = Table("drill", "loop", "expected", "what it shows")
+        for item in drills.values():
+            table.add_row(item.name, item.loop, item.expected, item.description)
+        console.print(table)
+        return
+    if name not in drills:
+        errors.print(f"[red]error:[/red] no drill {name!r}; known: {', '.join(drills)}")
+        raise typer.Exit(2)
+    report = _run(lambda: run_drills([name], progress=None if as_json else errors.print))
+    if as_json:
+        _print_json(report.drills[0].model_dump(mode="json"))
+    else:
+        _drill_table(report.drills)
+    raise typer.Exit(0 if report.failed == 0 else 1)
+
+
+def _drill_table(results: list[Any]) -> None:
+    table = Table("drill", "loop", "expected", "outcome", "passed", "MTTR s", "actions")
+    for result in results:
+        actions = ", ".join(
+            f"{a.type} {a.target}{' (undone)' if a.compensated else ''}" for a in result.actions
+        )
+        mttr = f"{result.mttr_s:.1f}" if result.mttr_s is not None else "-"
+        mark = "[green]yes[/green]" if result.passed else "[red]NO[/red]"
+        table.add_row(
+            result.scenario, result.loop, result.expected, result.outcome, mark, mttr, actions or "-"
+        )
+    console.print(table)
+
+
+# --- humans in control ------------------------------------------------------------------
+
+
+@app.command()
+def pending(as_json: JsonFlag = False) -> None:
+    """Runs waiting for an approval."""
+    from workers.approvals import pending_runs
+
+    async def work() -> list[Any]:
+        return await pending_runs(await _client(_settings()))
+
+    runs = _run(work)
+    if as_json:
+        _print_json([run.__dict__ for run in runs])
+        return
+    table = Table("run", "loop", "service", "started")
+    for run in runs:
+        table.add_row(run.workflow_id, run.loop, run.service, run.started)
+    console.print(table if runs else "nothing is waiting for approval")
+
+
+def _decide(verb: str, run: str, name: str, note: str) -> None:
+    from suture.models import ApprovalDecision
+    from workers.approvals import decide
+
+    async def work() -> None:
+        await decide(await _client(_settings()), run, verb, ApprovalDecision(approver=name, note=note))
+
+    _run(work)
+    console.print(f"{verb} sent to {run} as {name}")
+
+
+@app.command()
+def approve(
+    run: Annotated[str, typer.Argument(help="Workflow ID of the waiting run.")],
+    as_: Annotated[str, typer.Option("--as", help="Your name, as the policy lists it.")],
+    note: Annotated[str, typer.Option(help="Why.")] = "",
+) -> None:
+    """Approve a supervised action."""
+    _decide("approve", run, as_, note)
+
+
+@app.command()
+def reject(
+    run: Annotated[str, typer.Argument(help="Workflow ID of the waiting run.")],
+    as_: Annotated[str, typer.Option("--as", help="Your name, as the policy lists it.")],
+    note: Annotated[str, typer.Option(help="Why.")] = "",
+) -> None:
+    """Reject a supervised action; nothing is done."""
+    _decide("reject", run, as_, note)
+
+
+@app.command()
+def undo(
+    run: Annotated[str, typer.Argument(help="Workflow ID of a finished run.")],
+    as_: Annotated[str, typer.Option("--as", help="Your name, as the policy lists it.")],
+    note: Annotated[str, typer.Option(help="Why.")] = "",
+) -> None:
+    """Undo what a finished run did (its compensations), audited under your name."""
+    from workers.approvals import order_undo
+
+    async def work() -> str:
+        settings = _settings()
+        return await order_undo(await _client(settings), run, as_, note, list(settings.policy_dirs))
+
+    undo_id = _run(work)
+    console.print(f"undo started as {undo_id}")
+
+
+# --- policy, audit, report, bench -----------------------------------------------------------
+
+
+@policy_app.command("check")
+def policy_check(files: Annotated[list[Path], typer.Argument(help="Policy YAML files.")]) -> None:
+    """Validate policy files; errors name file:line."""
+    from policies.loading import load_policy_file
+
+    for path in files:
+        if not path.is_file():
+            errors.print(f"[red]error:[/red] {path}: no such file")
+            raise typer.Exit(2)
+        policies = _run(lambda path=path: load_policy_file(path))  # type: ignore[misc]
+        for policy in policies:
+            console.print(f"{path}: {policy.name} ({policy.loop}, {policy.mode}) version {policy.version}")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the audit hash chain."""
+    from suture.store import AuditStore
+
+    store = AuditStore.create(_settings().db_url)
+    broken = store.verify_chain()
+    if broken is not None:
+        errors.print(f"[red]audit chain broken[/red] at {broken}")
+        raise typer.Exit(1)
+    console.print("audit chain intact")
+
+
+@app.command()
+def report(
+    since: Annotated[str, typer.Option(help="Window, e.g. 24h or 7d.")] = "24h",
+    html: Annotated[Path | None, typer.Option(help="Also write a standalone HTML report here.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """The morning summary: what was fixed, why, by whom; closure rate, MTTR, auto-resolution."""
+    from policies.durations import parse_duration
+    from suture.report import build_report, render_html, render_table
+    from suture.store import AuditStore
+
+    window = timedelta(seconds=_run(lambda: parse_duration(since)))
+    summary = build_report(AuditStore.create(_settings().db_url), window)
+    if html is not None:
+        html.write_text(render_html(summary), encoding="utf-8")
+    if as_json:
+        _print_json(summary.model_dump(mode="json"))
+    else:
+        render_table(summary, console)
+
+
+@app.command()
+def bench(
+    name: Annotated[str, typer.Argument(help="latency, containment")],
+    count: Annotated[int, typer.Option(help="Signals to send.")] = 200,
+    rate: Annotated[float, typer.Option(help="Signals per second.")] = 20.0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Measure suture on the embedded stack (benchmarks, never timed tests)."""
+    from sandbox.bench import BENCHMARKS
+
+    if name not in BENCHMARKS:
+        errors.print(f"[red]error:[/red] no benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
+        raise typer.Exit(2)
+    figures = _run(
+        lambda: BENCHMARKS[name](count=count, rate=rate, progress=None if as_json else errors.print)
+    )
+    if as_json:
+        _print_json(figures)
+    else:
+        table = Table("figure", "value")
+        for key, value in figures.items():
+            table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+        console.print(table)
