@@ -1,0 +1,98 @@
+"""The reliability drills end to end: real Prometheus, Alertmanager, Temporal, kmock.
+
+They run concurrently on one stack (each on its own service), once per session;
+each test then checks one drill against the contract's expectations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from sandbox.drill import DrillResult
+from sandbox.reliability_drills import saturated_service
+from sandbox.runner import all_drills, run_on
+from sandbox.stack import Stack
+from suture.models import LoopResult
+
+pytestmark = [pytest.mark.drill, pytest.mark.asyncio(loop_scope="session")]
+
+HISTORIES = Path(__file__).parents[1] / "histories"
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def reliability(stack: Stack) -> tuple[dict[str, DrillResult], LoopResult]:
+    drills = [drill for drill in all_drills().values() if drill.loop == "reliability"]
+    report, (approved, _checks) = await asyncio.gather(
+        run_on(stack, drills, lambda _message: None),
+        saturated_service(stack, "search-approved", approver="oncall-alice"),
+    )
+    results = {result.scenario: result for result in report.drills}
+    if os.environ.get("SUTURE_RECORD_HISTORIES"):
+        runs = {name: result.workflow_id for name, result in results.items() if result.workflow_id}
+        await _record(stack, {**runs, "approval-granted": approved.workflow_id})
+    return results, approved
+
+
+async def _record(stack: Stack, runs: dict[str, str]) -> None:
+    """Keep the drills' histories for the replay test (run with SUTURE_RECORD_HISTORIES=1)."""
+    HISTORIES.mkdir(exist_ok=True)
+    for name, workflow_id in runs.items():
+        history = await stack.client.get_workflow_handle(workflow_id).fetch_history()
+        (HISTORIES / f"{name}.json").write_text(history.to_json())
+
+
+def outcome(results: tuple[dict[str, DrillResult], LoopResult], name: str) -> DrillResult:
+    result = results[0][name]
+    assert result.passed, json.dumps(result.model_dump(mode="json"), indent=1)
+    return result
+
+
+async def test_a_bad_deploy_is_rolled_back_autonomously_and_verified(reliability) -> None:  # type: ignore[no-untyped-def]
+    result = outcome(reliability, "bad-deploy-latency")
+    assert result.outcome == "resolved" and result.verified and not result.human_touched
+    assert [(a.type, a.mode, a.compensated) for a in result.actions] == [
+        ("k8s.rollback", "autonomous", False)
+    ]
+    assert result.mttr_s is not None and result.mttr_s > 0
+
+
+async def test_a_memory_leak_is_fixed_by_a_verified_restart(reliability) -> None:  # type: ignore[no-untyped-def]
+    result = outcome(reliability, "memory-leak-restart")
+    assert result.outcome == "resolved" and result.verified
+    assert [a.type for a in result.actions] == ["k8s.restart"]
+
+
+async def test_a_rollback_that_does_not_help_is_undone_and_escalated(reliability) -> None:  # type: ignore[no-untyped-def]
+    result = outcome(reliability, "rollback-does-not-help")
+    assert result.outcome == "escalated" and not result.verified
+    assert [(a.type, a.compensated) for a in result.actions] == [("k8s.rollback", True)]
+    assert result.checks["the newer version is back"]
+
+
+async def test_a_novel_alert_reaches_a_human_without_action(reliability) -> None:  # type: ignore[no-untyped-def]
+    result = outcome(reliability, "novel-alert")
+    assert result.outcome == "escalated" and result.actions == []
+
+
+async def test_nobody_approving_escalates_after_the_timeout(reliability) -> None:  # type: ignore[no-untyped-def]
+    result = outcome(reliability, "approval-timeout")
+    assert result.outcome == "escalated" and result.actions == []
+
+
+async def test_an_approved_scale_out_is_carried_out_and_verified(reliability) -> None:  # type: ignore[no-untyped-def]
+    approved: LoopResult = reliability[1]
+    assert approved.outcome == "resolved", approved.reason
+    assert approved.human_touched and approved.approver == "oncall-alice"
+    assert [(a.type, a.mode) for a in approved.actions] == [("k8s.scale", "supervised")]
+
+
+async def test_stale_metrics_escalate_with_verdict_unknown_and_no_repeat(reliability) -> None:  # type: ignore[no-untyped-def]
+    result = outcome(reliability, "stale-metrics")
+    assert result.outcome == "escalated" and not result.verified
+    assert [(a.type, a.compensated) for a in result.actions] == [("k8s.rollback", False)]
