@@ -84,7 +84,6 @@ class KubernetesActions:
         deployment = self._deployment(action.target)
         owned = self._owned_replicasets(action.target, deployment)
         state: Json = {
-            "uid": deployment["metadata"].get("uid"),
             "revision": _current_revision(deployment, owned),
             "replicas": _replicas(deployment),
             "template": deployment["spec"]["template"],
