@@ -619,7 +619,10 @@ def plan_containment(policy: SecurityPolicy, finding: Finding, incident_key: str
         return ContainmentPlan(
             outcome="suppressed",
             mode=None,
-            reason=f"risk {finding.risk:.2f} is below {policy.risk.ignore_below:.2f}: {finding.summary}",
+            reason=(
+                f"risk {finding.risk:.2f} is below {policy.risk.ignore_below:.2f}: {finding.summary} "
+                f"({'; '.join(finding.reasons)})"
+            ),
         )
     mode = policy.mode_for(finding.risk)
     step = policy.step_for(scope.action) if scope.action else None
