@@ -1,0 +1,382 @@
+"""The security loop: an AWS audit event in, one narrowly scoped containment out, verified.
+
+detect (the event's signal, pure) → pin the policy → assess (a credential's
+baseline or a policy document, read by activities; the risk score is pure) →
+plan under the Containment Scope Index → approve when supervised → contain (saga)
+→ verify by re-reading AWS after the propagation window → resolved, or escalate.
+
+Containment is a race, so the containing action comes after as few round trips
+as possible: the audit entries written before it are queued and written, in
+order, by a background task while the loop goes on; any later audit entry waits
+for the queue, so the trail keeps its order.
+
+Unlike the reliability loop, a failed action or verification is not undone:
+undoing a containment re-opens the exposure. The loop escalates and leaves the
+containment in place; its compensations stay in the run's result for a human to
+order (``suture undo``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+from workflows.loop import VERIFY, RemediationLoop
+
+with workflow.unsafe.imports_passed_through():
+    from policies.models import PolicyQuery, PolicySelection
+    from policies.security import (
+        CONTAINMENT_SCOPE_INDEX,
+        ContainmentPlan,
+        Finding,
+        SecurityPolicy,
+        SignalType,
+        assess_bucket,
+        assess_credential,
+        assess_ingress,
+        assess_policy_attachment,
+        labels_of,
+        needs_baseline,
+        plan_containment,
+        policy_needing_document,
+        signal_of,
+    )
+    from suture.identity import security_subject
+    from suture.models import (
+        AwsEvent,
+        Briefing,
+        ClaimResult,
+        ContainmentCheck,
+        CredentialActivity,
+        CredentialQuery,
+        Evidence,
+        HealthReport,
+        Loop,
+        LoopResult,
+        Mode,
+        Outcome,
+        PlannedAction,
+        PolicyDocument,
+        PolicyDocumentRequest,
+        RoleDependents,
+        RoleDependentsRequest,
+        SecurityLoopInput,
+        TargetClaim,
+        TargetRelease,
+        Verdict,
+    )
+
+READ = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    maximum_interval=timedelta(seconds=2),
+    maximum_attempts=5,
+    non_retryable_error_types=["TargetNotFound", "ActionError"],
+)
+"""Reads that decide whether to act: a few quick retries, then the run escalates instead of waiting."""
+
+
+@workflow.defn(name="SecurityLoop")
+class SecurityLoop(RemediationLoop):
+    loop = Loop.SECURITY
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.event: AwsEvent | None = None
+        self.finding: Finding | None = None
+        self._queued: list[tuple[str, str, list[Evidence]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    @workflow.run
+    async def run(self, request: SecurityLoopInput) -> LoopResult:
+        event = self.event = request.event
+        self.subject = security_subject(event)
+        self.timeline.detected = event.received_at
+        self.add_evidence(_event_evidence(event))
+        self.audit_later(
+            "detected",
+            f"{event.event_name} by {event.principal} in {event.account}/{event.region}",
+            self.evidence[-1:],
+        )
+        signal = signal_of(event)
+        if signal is None:
+            return await self._suppress(
+                f"no detection rule applies to {event.event_name} by a {event.principal.type} principal"
+            )
+        selection = await self.call(
+            "policy.select", PolicyQuery(loop=self.loop, labels=labels_of(event, signal)), PolicySelection
+        )
+        policy = selection.policy
+        if not isinstance(policy, SecurityPolicy):
+            return await self._suppress(
+                f"no security policy governs {signal} in account {event.account} ({event.region}); "
+                f"{selection.considered} policies considered, the event is recorded and ignored"
+            )
+        self.policy_name, self.policy_version = policy.name, policy.version
+        assessed = await self._assess(policy, event, signal)
+        if isinstance(assessed, str):
+            return await self._hand_over(assessed)
+        self.finding = assessed
+        self.add_evidence(_finding_evidence(assessed, workflow.now()))
+        plan = plan_containment(policy, assessed, event.event_id)
+        self.mode = plan.mode
+        self.index()
+        self.timeline.decided = workflow.now()
+        self.audit_later("decided", plan.reason, self.evidence[-1:])
+        if plan.outcome == "suppressed":
+            return await self._suppress(plan.reason)
+        if plan.outcome == "dry_run":
+            await self.audit("dry_run", "would have done: " + "; ".join(plan.would_have_done))
+            return await self.finish(Outcome.DRY_RUN, plan.reason)
+        if plan.outcome == "escalate":
+            return await self._hand_over(
+                plan.reason, plan.would_have_done, await self._dependents(event, signal)
+            )
+        return await self._contain(policy, plan)
+
+    # --- steps ------------------------------------------------------------------------
+
+    async def _assess(self, policy: SecurityPolicy, event: AwsEvent, signal: SignalType) -> Finding | str:
+        """The finding, or why it cannot be judged."""
+        rules = policy.detection
+        if signal == SignalType.INGRESS_OPENED:
+            return assess_ingress(event, rules)
+        if signal == SignalType.BUCKET_PUBLIC_ACCESS:
+            return assess_bucket(event, rules)
+        if signal == SignalType.POLICY_ATTACHED:
+            arn = policy_needing_document(event, rules)
+            document = None
+            if arn:
+                request = PolicyDocumentRequest(account=event.account, region=event.region, policy_arn=arn)
+                try:
+                    document = (
+                        await self.call("aws.policy_document", request, PolicyDocument, READ)
+                    ).document
+                except ActivityError as error:
+                    return (
+                        f"cannot read {arn} to judge whether it grants admin rights: {error.cause or error}"
+                    )
+            return assess_policy_attachment(event, rules, document)
+        assert needs_baseline(signal)
+        return await self._assess_credential(policy, event)
+
+    async def _assess_credential(self, policy: SecurityPolicy, event: AwsEvent) -> Finding | str:
+        rules = policy.detection
+        principal = event.principal
+        by_role = principal.type == "AssumedRole"
+        # The baseline ends a gap before the event, so the intruder's own first calls are not in it.
+        query = CredentialQuery(
+            account=event.account,
+            region=event.region,
+            access_key_id="" if by_role else principal.access_key_id,
+            role_arn=principal.role_arn if by_role else "",
+            start=event.event_time - timedelta(seconds=rules.baseline),
+            end=event.event_time - timedelta(seconds=rules.baseline_gap),
+            exclude_event_ids=[event.cloudtrail_event_id] if event.cloudtrail_event_id else [],
+        )
+        try:
+            baseline = await self.call("aws.credential_activity", query, CredentialActivity, READ)
+        except ActivityError as error:
+            return f"cannot read the baseline of {principal}: {error.cause or error}"
+        self.add_evidence(
+            Evidence(
+                source=baseline.source,
+                query=f"calls by {query.access_key_id or query.role_arn} in the baseline window",
+                value=baseline.calls,
+                at=workflow.now(),
+                note=(
+                    f"sources {', '.join(baseline.source_ips[:5]) or 'none'}; "
+                    f"APIs {', '.join(baseline.event_names[:8]) or 'none'}"
+                ),
+            )
+        )
+        return assess_credential(event, rules, baseline)
+
+    async def _dependents(self, event: AwsEvent, signal: SignalType) -> list[str]:
+        if signal != SignalType.ROLE_CREDENTIAL_ANOMALY:
+            return []
+        request = RoleDependentsRequest(
+            account=event.account, region=event.region, role_arn=event.principal.role_arn
+        )
+        try:
+            return (await self.call("aws.role_dependents", request, RoleDependents, READ)).dependents
+        except ActivityError as error:
+            return [f"unknown: the role's dependents could not be read ({error.cause or error})"]
+
+    async def _contain(self, policy: SecurityPolicy, plan: ContainmentPlan) -> LoopResult:
+        claimed: list[PlannedAction] = []
+        refused: list[str] = []
+        try:
+            for action in plan.actions:
+                claim = await self.call(
+                    "audit.claim_target",
+                    TargetClaim(
+                        target=str(action.target),
+                        workflow_id=workflow.info().workflow_id,
+                        cooldown_s=policy.cooldown,
+                    ),
+                    ClaimResult,
+                )
+                if claim.granted:
+                    claimed.append(action)
+                else:
+                    refused.append(f"{action.target}: {claim.reason}")
+            if not claimed:
+                return await self._suppress("; ".join(refused))
+            if plan.mode == Mode.SUPERVISED:
+                assert policy.approval is not None
+                answer = await self.await_approval(policy.approval)
+                if answer == "timeout":
+                    return await self._hand_over(
+                        f"nobody approved within {policy.approval.timeout:.0f}s ({plan.reason})",
+                        plan.would_have_done,
+                    )
+                if answer == "reject":
+                    return await self.finish(Outcome.REJECTED, f"rejected by {self.approver}")
+            failure = await self.act(claimed)
+            contained_at = workflow.now()
+            if failure is not None:
+                return await self._hand_over(
+                    f"{failure}; the containment done so far is left in place", plan.would_have_done
+                )
+            return await self._verify(policy, claimed, contained_at, plan)
+        finally:
+            for action in claimed:
+                await self.call_void(
+                    "audit.release_target",
+                    TargetRelease(
+                        target=str(action.target),
+                        workflow_id=workflow.info().workflow_id,
+                        acted=bool(self.actions),
+                    ),
+                )
+
+    async def _verify(
+        self, policy: SecurityPolicy, actions: list[PlannedAction], contained_at: Any, plan: ContainmentPlan
+    ) -> LoopResult:
+        """Wait out the propagation window on a durable timer, then re-read every contained resource."""
+        self.step = "verifying"
+        await workflow.sleep(timedelta(seconds=policy.verify.window))
+        reports = []
+        for action in actions:
+            check = ContainmentCheck(action=action, contained_at=contained_at, grace_s=policy.verify.grace)
+            try:
+                report = await self.call("aws.verify_containment", check, HealthReport, VERIFY)
+            except ActivityError as error:
+                report = HealthReport(
+                    verdict=Verdict.UNKNOWN,
+                    reason=f"re-reading {action.target} failed: {error.cause or error}",
+                )
+            reports.append(report)
+            for item in report.evidence:
+                self.add_evidence(item)
+        self.timeline.verified = workflow.now()
+        verdict = _worst(report.verdict for report in reports)
+        reason = "; ".join(report.reason for report in reports)
+        await self.audit(
+            "verified", f"{verdict}: {reason}", [e for report in reports for e in report.evidence]
+        )
+        if verdict == Verdict.HEALTHY:
+            await self.audit("resolved", reason)
+            return await self.finish(Outcome.RESOLVED, reason, verdict=verdict)
+        return await self._hand_over(
+            f"the containment did not hold ({reason}); it is left in place and not repeated",
+            plan.would_have_done,
+            verdict=verdict,
+        )
+
+    async def _suppress(self, reason: str) -> LoopResult:
+        await self.audit("suppressed", reason)
+        return await self.finish(Outcome.SUPPRESSED, reason)
+
+    async def _hand_over(
+        self,
+        reason: str,
+        would_have_done: list[str] | None = None,
+        dependents: list[str] | None = None,
+        verdict: Verdict | None = None,
+    ) -> LoopResult:
+        event, finding = self.event, self.finding
+        assert event is not None
+        scope = CONTAINMENT_SCOPE_INDEX[finding.signal] if finding else None
+        targets = ", ".join(str(t.target) for t in finding.targets) if finding else ""
+        what = finding.signal if finding else event.event_name
+        briefing = Briefing(
+            workflow_id=workflow.info().workflow_id,
+            loop=self.loop,
+            title=f"{what} in {event.account}: suture stopped and needs a human",
+            subject=self.subject,
+            impact=finding.summary if finding else f"{event.event_name} by {event.principal}",
+            scope=targets or (f"narrowest boundary: {scope.boundary}" if scope else self.subject),
+            reason=reason,
+            evidence=self.evidence[-20:],
+            would_have_done=would_have_done or [],
+            actions_taken=self.actions,
+            dependents=dependents or [],
+        )
+        await self.escalate(briefing)
+        return await self.finish(Outcome.ESCALATED, reason, verdict=verdict, briefing=briefing)
+
+    # --- audit off the critical path ------------------------------------------------
+
+    def audit_later(self, step: str, detail: str, evidence: list[Evidence] | None = None) -> None:
+        """Queue an audit entry; a background task writes the queue in order."""
+        self.step = step
+        self._queued.append((step, detail, evidence or []))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_queued())
+
+    async def audit(
+        self, step: str, detail: str, evidence: list[Evidence] | None = None, actor: str = "suture"
+    ) -> None:
+        """Write an audit entry after the queued ones, so the trail keeps its order."""
+        await self._flush()
+        await super().audit(step, detail, evidence, actor)
+
+    async def finish(self, outcome: Outcome, reason: str, **extra: Any) -> LoopResult:
+        await self._flush()
+        return await super().finish(outcome, reason, **extra)
+
+    async def _flush(self) -> None:
+        if self._writer is not None:
+            await self._writer
+
+    async def _write_queued(self) -> None:
+        while self._queued:
+            step, detail, evidence = self._queued.pop(0)
+            shown = self.step
+            await super().audit(step, detail, evidence)
+            if self.step == step:  # nothing newer happened meanwhile; show where the loop is
+                self.step = shown
+
+
+def _event_evidence(event: AwsEvent) -> Evidence:
+    return Evidence(
+        source="cloudtrail",
+        query=f"{event.event_source} {event.event_name}",
+        value=event.error_code or "success",
+        at=event.event_time,
+        note=f"by {event.principal} from {event.source_ip or 'unknown'} (event {event.event_id})",
+    )
+
+
+def _finding_evidence(finding: Finding, now: Any) -> Evidence:
+    return Evidence(
+        source="suture.detection",
+        query=str(finding.signal),
+        value=finding.risk,
+        at=now,
+        note="; ".join(finding.reasons)[:500],
+    )
+
+
+def _worst(verdicts: Any) -> Verdict:
+    found = set(verdicts)
+    for verdict in (Verdict.UNHEALTHY, Verdict.UNKNOWN):
+        if verdict in found:
+            return verdict
+    return Verdict.HEALTHY if found else Verdict.UNKNOWN
