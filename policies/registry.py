@@ -124,7 +124,7 @@ register(
         do="k8s.scale_deployment",
         undo="k8s.restore_deployment",
         params=ScaleParams,
-        permissions=("apps/deployments/scale: get, patch",),
+        permissions=("apps/deployments/scale: get, patch", "apps/deployments: get, patch"),
         blast_radius="one Deployment; adds at most max_replicas - current pods",
         example="actions:\n  - type: k8s.scale\n    params: {by: 2, max_replicas: 6}\n",
     )

@@ -198,7 +198,10 @@ class RemediationLoop:
         for action in actions:
             spec = action_spec(action.type)
             started = workflow.now()
-            snapshot = await self.call(spec.prepare, action, Snapshot, ACTION)
+            try:
+                snapshot = await self.call(spec.prepare, action, Snapshot, ACTION)
+            except ActivityError as error:
+                return await self._action_failed(action, "could not capture its undo state", error)
             record = ActionRecord(
                 type=action.type, target=str(action.target), mode=action.mode, started_at=started
             )
@@ -208,20 +211,33 @@ class RemediationLoop:
             try:
                 outcome = await self.call(spec.do, snapshot, ActionOutcome, ACTION)
             except ActivityError as error:
-                await self.audit("action_failed", f"{action.type} on {action.target}: {error.cause or error}")
-                return f"{action.type} on {action.target} failed: {error.cause or error}"
+                return await self._action_failed(action, "failed", error)
             record.detail = outcome.detail
             await self.audit("acted", f"{action.type} on {action.target}: {outcome.detail}", outcome.evidence)
         return None
 
-    async def compensate(self) -> None:
-        """Undo every action taken, newest first."""
+    async def _action_failed(self, action: PlannedAction, what: str, error: ActivityError) -> str:
+        reason = f"{action.type} on {action.target} {what}: {error.cause or error}"
+        await self.audit("action_failed", reason)
+        return reason
+
+    async def compensate(self) -> list[str]:
+        """Undo every action taken, newest first. Returns the undos that failed, for the briefing."""
+        failures = []
         while self.saga:
             entry = self.saga.pop()
             spec = action_spec(entry.snapshot.action.type)
-            outcome = await self.call(spec.undo, entry.snapshot, ActionOutcome, ACTION)
+            try:
+                outcome = await self.call(spec.undo, entry.snapshot, ActionOutcome, ACTION)
+            except ActivityError as error:
+                failures.append(
+                    f"undo of {spec.name} on {entry.record.target} failed: {error.cause or error}"
+                )
+                await self.audit("compensation_failed", failures[-1])
+                continue
             entry.record.compensated = True
             await self.audit("compensated", f"undid {spec.name} on {entry.record.target}: {outcome.detail}")
+        return failures
 
     async def verify(self, check: HealthCheck, window_s: float) -> HealthReport:
         """Wait out the propagation window on a durable timer, then ask the signal."""

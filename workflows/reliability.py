@@ -145,8 +145,8 @@ class ReliabilityLoop(RemediationLoop):
                 )
         failure = await self.act(actions)
         if failure is not None:
-            await self.compensate()
-            return await self._hand_over(failure, would, target)
+            undo_failures = await self.compensate()
+            return await self._hand_over("; ".join([failure, *undo_failures]), would, target)
         report = await self.verify(
             policy.verify.health_check(render(policy.verify.query, self.alert.labels if self.alert else {})),
             policy.verify.window,
@@ -162,9 +162,10 @@ class ReliabilityLoop(RemediationLoop):
                 target,
                 verdict=report.verdict,
             )
-        await self.compensate()
+        undo_failures = await self.compensate()
+        undone = "; ".join(undo_failures) or "the action was undone"
         return await self._hand_over(
-            f"verification failed ({report.reason}); the action was undone",
+            f"verification failed ({report.reason}); {undone}",
             would,
             target,
             verdict=report.verdict,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from policies.engine import select_policy
 from policies.loading import load_policy_file
@@ -46,10 +47,19 @@ class FakeWorld:
     verdicts: list[Verdict] = field(default_factory=lambda: [Verdict.HEALTHY])
     rollout_age: timedelta = timedelta(minutes=3)
     claim_granted: bool = True
+    target_missing: bool = False
     calls: list[tuple[str, Any]] = field(default_factory=list)
+    journal: Path | None = None
+    """When set, every call is also appended to this file: a record that outlives the process."""
     audit: list[AuditEntry] = field(default_factory=list)
     briefings: list[Briefing] = field(default_factory=list)
     closed: list[LoopResult] = field(default_factory=list)
+
+    def note(self, name: str, arg: Any) -> None:
+        self.calls.append((name, arg))
+        if self.journal is not None:
+            with self.journal.open("a") as journal:
+                journal.write(name + "\n")
 
     def called(self, name: str) -> list[Any]:
         return [arg for called, arg in self.calls if called == name]
@@ -59,21 +69,21 @@ class FakeWorld:
 
         @activity.defn(name="policy.select")
         async def select(query: PolicyQuery) -> PolicySelection:
-            world.calls.append(("policy.select", query))
+            world.note("policy.select", query)
             return PolicySelection(
                 policy=select_policy(world.policies, query.labels), considered=len(world.policies)
             )
 
         @activity.defn(name="prometheus.collect_evidence")
         async def collect(request: EvidenceRequest) -> EvidenceReport:
-            world.calls.append(("prometheus.collect_evidence", request))
+            world.note("prometheus.collect_evidence", request)
             return EvidenceReport(
                 evidence=[Evidence(source="prometheus", query=q, value=0.9, at=NOW) for q in request.queries]
             )
 
         @activity.defn(name="prometheus.check_health")
         async def check(check: HealthCheck) -> HealthReport:
-            world.calls.append(("prometheus.check_health", check))
+            world.note("prometheus.check_health", check)
             verdict = world.verdicts.pop(0) if len(world.verdicts) > 1 else world.verdicts[0]
             value = 0.1 if verdict == Verdict.HEALTHY else 0.9
             evidence = (
@@ -85,7 +95,7 @@ class FakeWorld:
 
         @activity.defn(name="k8s.rollout_history")
         async def history(target: Target) -> RolloutHistory:
-            world.calls.append(("k8s.rollout_history", target))
+            world.note("k8s.rollout_history", target)
             # The test server's clock jumps ahead with every skipped timer; age rollouts on it.
             now = activity.info().current_attempt_scheduled_time
             return RolloutHistory(
@@ -109,13 +119,17 @@ class FakeWorld:
 
         @activity.defn(name="k8s.snapshot_deployment")
         async def snapshot(action: PlannedAction) -> Snapshot:
-            world.calls.append(("k8s.snapshot_deployment", action))
+            world.note("k8s.snapshot_deployment", action)
+            if world.target_missing:
+                raise ApplicationError(
+                    "deployment shop/checkout not found", type="TargetNotFound", non_retryable=True
+                )
             return Snapshot(action=action, state={"image": "shop:v2", "replicas": 2})
 
         def doer(name: str) -> Any:
             @activity.defn(name=name)
             async def do(snapshot: Snapshot) -> ActionOutcome:
-                world.calls.append((name, snapshot))
+                world.note(name, snapshot)
                 return ActionOutcome(action=snapshot.action, changed=True, detail=f"{name} done")
 
             return do
@@ -126,14 +140,14 @@ class FakeWorld:
 
         @activity.defn(name="audit.claim_target")
         async def claim(claim: TargetClaim) -> ClaimResult:
-            world.calls.append(("audit.claim_target", claim))
+            world.note("audit.claim_target", claim)
             return ClaimResult(
                 granted=world.claim_granted, reason="" if world.claim_granted else "cooldown: acted 2m ago"
             )
 
         @activity.defn(name="audit.release_target")
         async def release(release: TargetRelease) -> None:
-            world.calls.append(("audit.release_target", release))
+            world.note("audit.release_target", release)
 
         @activity.defn(name="audit.close_run")
         async def close(result: LoopResult) -> None:

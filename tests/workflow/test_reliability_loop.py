@@ -19,10 +19,12 @@ from suture.models import (
     Mode,
     Outcome,
     ReliabilityLoopInput,
+    UndoRequest,
     Verdict,
 )
 from tests.workflow.fakes import FakeWorld, load_test_policies
 from workflows.reliability import ReliabilityLoop
+from workflows.undo import UndoRun, undo_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -235,3 +237,37 @@ async def _wait_for_step(handle: WorkflowHandle, step: str) -> None:
 
         await asyncio.sleep(0.05)
     raise AssertionError(f"the run never reached {step}")
+
+
+async def test_a_human_ordered_undo_restores_what_a_resolved_run_changed(
+    env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    world = world_for(tmp_path, verdicts=[Verdict.UNKNOWN])
+    run = await run_to_end(env, world)
+    queue = f"test-{uuid.uuid4()}"
+    request = UndoRequest(
+        run_workflow_id=run.workflow_id,
+        loop=run.loop,
+        subject=run.subject,
+        requested_by="alice",
+        undo=run.undo,
+    )
+    async with Worker(env.client, task_queue=queue, workflows=[UndoRun], activities=world.activities()):
+        undone = await env.client.execute_workflow(
+            UndoRun.run, request, id=undo_workflow_id(run.workflow_id), task_queue=queue
+        )
+    assert undone.outcome == Outcome.ROLLED_BACK
+    assert [(a.type, a.compensated) for a in undone.actions] == [("k8s.rollback", True)]
+    assert len(world.called("k8s.restore_deployment")) == 1
+    assert {entry.actor for entry in world.audit if entry.workflow_id == undone.workflow_id} == {"alice"}
+
+
+async def test_a_deployment_that_vanished_is_handed_to_a_human_not_crashed_on(
+    env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    world = world_for(tmp_path, target_missing=True)
+    result = await run_to_end(env, world)
+    assert result.outcome == Outcome.ESCALATED
+    assert "could not capture its undo state" in result.reason and "not found" in result.reason
+    assert world.called("k8s.rollback_deployment") == []
+    assert len(world.called("k8s.snapshot_deployment")) == 1, "a missing target is not retried"
