@@ -29,7 +29,9 @@ class UndoRun(RemediationLoop):
         self.human_touched, self.approver = True, request.requested_by
         self.timeline.detected = workflow.now()
         await self.audit(
-            "undo_ordered", f"undo of {request.run_workflow_id}: {request.note or 'no note'}", actor=request.requested_by
+            "undo_ordered",
+            f"undo of {request.run_workflow_id}: {request.note or 'no note'}",
+            actor=request.requested_by,
         )
         for snapshot in reversed(request.undo):
             spec = action_spec(snapshot.action.type)
@@ -44,6 +46,10 @@ class UndoRun(RemediationLoop):
                     started_at=workflow.now(),
                 )
             )
-            await self.audit("compensated", f"undid {spec.name} on {snapshot.action.target}: {outcome.detail}", actor=request.requested_by)
+            await self.audit(
+                "compensated",
+                f"undid {spec.name} on {snapshot.action.target}: {outcome.detail}",
+                actor=request.requested_by,
+            )
         self.timeline.acted = self.timeline.verified = workflow.now()
         return await self.finish(Outcome.ROLLED_BACK, f"undone at the request of {request.requested_by}")

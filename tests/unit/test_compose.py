@@ -26,7 +26,15 @@ def host_ports(service: dict) -> set[int]:
 
 def test_compose_describes_every_component_of_the_design() -> None:
     services = compose()["services"]
-    for name in ("postgresql", "temporal", "temporal-ui", "prometheus", "alertmanager", "suture-worker", "suture-ingress"):
+    for name in (
+        "postgresql",
+        "temporal",
+        "temporal-ui",
+        "prometheus",
+        "alertmanager",
+        "suture-worker",
+        "suture-ingress",
+    ):
         assert name in services, name
 
 

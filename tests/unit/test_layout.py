@@ -25,13 +25,17 @@ def test_workflow_modules_import_no_io_client_directly() -> None:
 
 
 def test_importing_every_workflow_pulls_in_no_io_client() -> None:
-    modules = sorted(f"workflows.{path.stem}" for path in (ROOT / "workflows").glob("*.py") if path.stem != "__init__")
+    modules = sorted(
+        f"workflows.{path.stem}" for path in (ROOT / "workflows").glob("*.py") if path.stem != "__init__"
+    )
     probe = (
         "import importlib, sys\n"
         f"for name in {modules!r}: importlib.import_module(name)\n"
         f"print(','.join(sorted(m for m in {IO_CLIENTS!r} if m in sys.modules)))\n"
     )
-    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT)
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
+    )
     assert loaded.stdout.strip() == ""
 
 
