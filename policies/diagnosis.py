@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from policies.models import Policy
+from policies.models import ReliabilityPolicy
 from suture.models import Diagnosis, RolloutHistory
 
 
-def diagnose(policy: Policy, history: RolloutHistory | None, now: datetime) -> Diagnosis:
+def diagnose(policy: ReliabilityPolicy, history: RolloutHistory | None, now: datetime) -> Diagnosis:
     changes = recent_changes(history, now)
     rollout_age = _current_rollout_age(history, now)
     matched = [

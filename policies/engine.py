@@ -12,7 +12,7 @@ from string import Template
 
 from pydantic import BaseModel, ConfigDict
 
-from policies.models import Policy
+from policies.models import Policy, ReliabilityPolicy
 from policies.registry import action_spec
 from suture.models import Diagnosis, Mode, PlannedAction, Target
 
@@ -42,7 +42,7 @@ def render(template: str, labels: dict[str, str]) -> str:
     return Template(template).safe_substitute(labels)
 
 
-def target_of(policy: Policy, labels: dict[str, str]) -> Target | None:
+def target_of(policy: ReliabilityPolicy, labels: dict[str, str]) -> Target | None:
     namespace = labels.get(policy.target.namespace_label)
     name = labels.get(policy.target.name_label)
     if not namespace or not name:
@@ -50,7 +50,7 @@ def target_of(policy: Policy, labels: dict[str, str]) -> Target | None:
     return Target(kind=policy.target.kind, scope=namespace, name=name)
 
 
-def decide(policy: Policy, diagnosis: Diagnosis, target: Target, incident_key: str) -> Decision:
+def decide(policy: ReliabilityPolicy, diagnosis: Diagnosis, target: Target, incident_key: str) -> Decision:
     """Turn a diagnosis into a decision; never grants more than the policy's mode."""
     actions = [
         PlannedAction(

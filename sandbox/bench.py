@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -71,7 +71,7 @@ async def _create_deployments(stack: Stack, count: int) -> None:
 
     def create(index: int) -> None:
         name = f"bench-{index}"
-        body = {
+        body: dict[str, Any] = {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
             "metadata": {"name": name, "namespace": "bench"},
@@ -84,7 +84,7 @@ async def _create_deployments(stack: Stack, count: int) -> None:
                 },
             },
         }
-        apps.create_namespaced_deployment("bench", body)
+        apps.create_namespaced_deployment("bench", cast(Any, body))
 
     for index in range(count):
         await asyncio.to_thread(create, index)

@@ -80,7 +80,8 @@ async def order_undo(
     except RPCError as error:
         raise SutureError(f"no run {workflow_id!r}: {error.message}") from None
     if description.status != WorkflowExecutionStatus.COMPLETED:
-        raise SutureError(f"run {workflow_id} has not completed (status {description.status.name})")
+        state = description.status.name if description.status else "unknown"
+        raise SutureError(f"run {workflow_id} has not completed (status {state})")
     result = await handle.result()
     if not result.undo:
         raise SutureError(f"run {workflow_id} left nothing to undo (outcome {result.outcome})")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -40,12 +40,13 @@ errors = Console(stderr=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
-def _run(work: Callable[[], Awaitable[T]] | Callable[[], T]) -> T:
+def _run(work: Callable[[], Any]) -> Any:
+    """Call ``work`` (running it to completion when it returns a coroutine)."""
     try:
         outcome = work()
         if asyncio.iscoroutine(outcome):
-            return asyncio.run(outcome)  # type: ignore[no-any-return]
-        return outcome  # type: ignore[return-value]
+            return asyncio.run(outcome)
+        return outcome
     except SutureError as error:
         errors.print(f"[red]error:[/red] {error}", highlight=False)
         raise typer.Exit(2) from None

@@ -17,7 +17,7 @@ from workflows.loop import RemediationLoop
 with workflow.unsafe.imports_passed_through():
     from policies.diagnosis import diagnose
     from policies.engine import decide, render, target_of
-    from policies.models import Policy, PolicyQuery, PolicySelection
+    from policies.models import PolicyQuery, PolicySelection, ReliabilityPolicy
     from suture.identity import reliability_incident_key
     from suture.models import (
         AlertNotice,
@@ -87,6 +87,10 @@ class ReliabilityLoop(RemediationLoop):
                 f"no policy matches {alertname} ({selection.considered} policies considered)"
             )
         policy = selection.policy
+        if not isinstance(policy, ReliabilityPolicy):
+            return await self._hand_over(
+                f"policy {policy.name!r} governs the {policy.loop} loop, not this one"
+            )
         self.policy_name, self.policy_version, self.mode = policy.name, policy.version, policy.mode
         self.index()
         target = target_of(policy, labels)
@@ -128,7 +132,9 @@ class ReliabilityLoop(RemediationLoop):
                 ),
             )
 
-    async def _remediate(self, policy: Policy, target: Target, actions: list, would: list[str]) -> LoopResult:
+    async def _remediate(
+        self, policy: ReliabilityPolicy, target: Target, actions: list, would: list[str]
+    ) -> LoopResult:
         if policy.mode == Mode.SUPERVISED:
             assert policy.approval is not None
             answer = await self.await_approval(policy.approval)
@@ -171,7 +177,7 @@ class ReliabilityLoop(RemediationLoop):
             verdict=report.verdict,
         )
 
-    async def _collect_evidence(self, policy: Policy, labels: dict[str, str]) -> None:
+    async def _collect_evidence(self, policy: ReliabilityPolicy, labels: dict[str, str]) -> None:
         queries = [render(query, labels) for query in [*policy.evidence, policy.verify.query]]
         try:
             report = await self.call(
