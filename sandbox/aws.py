@@ -383,10 +383,8 @@ class MotoSandbox:
         with self._lock:
             if not self._trail_ready:
                 self._ensure_trail(logs)
-            events = sorted(
-                ({"timestamp": _millis(r["eventTime"]), "message": json.dumps(r)} for r in records),
-                key=lambda event: event["timestamp"],
-            )
+            ordered = sorted(records, key=lambda record: _millis(record["eventTime"]))
+            events = [{"timestamp": _millis(r["eventTime"]), "message": json.dumps(r)} for r in ordered]
             logs.put_log_events(
                 logGroupName=self.trail_log_group, logStreamName=_TRAIL_STREAM, logEvents=events
             )
