@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -44,10 +45,10 @@ def load_policy_file(path: Path) -> list[Policy]:
     try:
         parsed = PolicyFile.model_validate(document)
     except ValidationError as error:
-        first = error.errors()[0]
+        first = _most_telling(error)
         location = f"{path}:{_line_of(tree, first['loc'])}"
         where = ".".join(str(part) for part in first["loc"])
-        raise PolicyError(f"{where}: {first['msg']}", location) from error
+        raise PolicyError(f"{where}: {_message(first)}", location) from error
     for index, policy in enumerate(parsed.policies):
         _check_actions(policy, path, tree, index)
     return [_pinned(policy) for policy in parsed.policies]
@@ -88,12 +89,24 @@ def _check_actions(policy: Policy, path: Path, tree: yaml.Node | None, index: in
         try:
             spec.params.model_validate(step.params)
         except ValidationError as error:
-            first = error.errors()[0]
+            first = _most_telling(error)
             params_loc = (*loc, "params", *first["loc"])
             raise PolicyError(
-                f"{step.type} params: {'.'.join(map(str, first['loc']))}: {first['msg']}",
+                f"{step.type} params: {'.'.join(map(str, first['loc']))}: {_message(first)}",
                 f"{path}:{_line_of(tree, params_loc)}",
             ) from None
+
+
+def _most_telling(error: ValidationError) -> Any:
+    """The error to show first: an unknown key explains the "field required" it causes."""
+    errors = error.errors()
+    return next((item for item in errors if item["type"] == "extra_forbidden"), errors[0])
+
+
+def _message(item: Any) -> str:
+    if item["type"] == "extra_forbidden":
+        return f"unknown key {item['loc'][-1]!r} (a typo? unknown keys are refused)"
+    return str(item["msg"])
 
 
 def _pinned(policy: Policy) -> Policy:
