@@ -285,10 +285,13 @@ class AwsContainment:
         if self._find_rule(ref, action) is None:
             return _outcome(action, False, f"rule {action.target.name} was already gone")
         ec2 = self.client("ec2", ref.region, action.target.scope)
-        with _aws(f"revoking {action.target.name}", "ec2:RevokeSecurityGroupIngress", gone_ok=True) as gone:
-            ec2.revoke_security_group_ingress(GroupId=ref.group_id, IpPermissions=[ref.ip_permission()])
-        if gone:
-            return _outcome(action, False, f"rule {action.target.name} was already gone")
+        with _aws(f"revoking {action.target.name}", "ec2:RevokeSecurityGroupIngress"):
+            try:
+                ec2.revoke_security_group_ingress(GroupId=ref.group_id, IpPermissions=[ref.ip_permission()])
+            except ClientError as error:
+                if _code(error) != "InvalidPermission.NotFound":
+                    raise
+                return _outcome(action, False, f"rule {action.target.name} was already gone")
         revoked = Evidence(
             source="aws.ec2",
             query=f"RevokeSecurityGroupIngress {action.target.name}",
@@ -563,49 +566,22 @@ class AwsContainment:
 def aws_activities(containment: AwsContainment) -> list[Callable[..., Any]]:
     """The bound activity methods of ``containment``, for a worker to register."""
     return [
-        containment.credential_activity,
-        containment.policy_document,
-        containment.role_dependents,
-        containment.snapshot_access_key,
-        containment.deactivate_access_key,
-        containment.reactivate_access_key,
-        containment.snapshot_ingress,
-        containment.revoke_ingress,
-        containment.authorize_ingress,
-        containment.snapshot_policy_attachment,
-        containment.detach_policy,
-        containment.attach_policy,
-        containment.snapshot_public_access_block,
-        containment.restore_public_access_block,
-        containment.remove_public_access_block,
-        containment.verify_containment,
+        getattr(containment, name)
+        for name, member in vars(AwsContainment).items()
+        if hasattr(member, "__temporal_activity_definition")
     ]
 
 
 # --- helpers -----------------------------------------------------------------------------
 
 
-class _Gone:
-    """Set by :func:`_aws` when the resource was already gone and ``gone_ok`` allowed it."""
-
-    def __init__(self) -> None:
-        self.value = False
-
-    def __bool__(self) -> bool:
-        return self.value
-
-
 @contextmanager
-def _aws(doing: str, permission: str, *, gone_ok: bool = False) -> Iterator[_Gone]:
+def _aws(doing: str, permission: str) -> Iterator[None]:
     """Turn boto3 errors into what Temporal should do about them."""
-    gone = _Gone()
     try:
-        yield gone
+        yield
     except ClientError as error:
         code = _code(error)
-        if gone_ok and code == "InvalidPermission.NotFound":
-            gone.value = True
-            return
         if code in _NOT_FOUND:
             raise _not_found(f"{doing}: {error}") from error
         if code in _DENIED:

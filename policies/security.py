@@ -448,27 +448,23 @@ def assess_ingress(event: AwsEvent, rules: Detection) -> Finding:
                 to_port=to_port,
                 cidr=str(cidr),
             )
+            name = f"{group}/{protocol}:{from_port}-{to_port}/{cidr}"
             ports = "all traffic" if protocol in ("-1", "all") else f"{protocol} {from_port}-{to_port}"
-            target = Target(
-                kind="ingress-rule",
-                scope=event.account,
-                name=f"{group}/{protocol}:{from_port}-{to_port}/{cidr}",
-            )
             targets.append(
                 ScopedTarget(
-                    target=target, ref=ref.model_dump(), risk=risk, reason=f"{ports} from {cidr}: {why}"
+                    target=Target(kind="ingress-rule", scope=event.account, name=name),
+                    ref=ref.model_dump(),
+                    risk=risk,
+                    reason=f"{ports} from {cidr}: {why}",
                 )
             )
-    if not group:
-        targets = []
-    risk = max((t.risk for t in targets), default=0.0)
-    summary = f"ingress opened on {group or 'an unnamed group'}"
     return Finding(
         signal=SignalType.INGRESS_OPENED,
-        risk=risk,
-        summary=summary,
-        reasons=[t.reason for t in targets] or ["the event names no rule this loop can scope"],
-        targets=targets,
+        risk=max((t.risk for t in targets), default=0.0),
+        summary=f"ingress opened on {group or 'a group the event does not name'}",
+        reasons=[t.reason for t in targets] or ["the event adds no CIDR rule"],
+        # Without the group's id no rule can be named exactly, so the plan escalates.
+        targets=targets if group else [],
     )
 
 

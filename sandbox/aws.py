@@ -192,10 +192,15 @@ class MotoSandbox:
         ]
         db = ec2.create_security_group(GroupName=f"{prefix}db", Description="database", VpcId=vpc)["GroupId"]
         ec2.authorize_security_group_ingress(
-            GroupId=web, IpPermissions=[_rule(443, "0.0.0.0/0"), _rule(80, "0.0.0.0/0")]
+            GroupId=web,
+            IpPermissions=[ingress_permission(443, "0.0.0.0/0"), ingress_permission(80, "0.0.0.0/0")],
         )
-        ec2.authorize_security_group_ingress(GroupId=web, IpPermissions=[_rule(22, "10.0.0.0/8", "bastion")])
-        ec2.authorize_security_group_ingress(GroupId=db, IpPermissions=[_rule(5432, "10.0.0.0/16")])
+        ec2.authorize_security_group_ingress(
+            GroupId=web, IpPermissions=[ingress_permission(22, "10.0.0.0/8", "bastion")]
+        )
+        ec2.authorize_security_group_ingress(
+            GroupId=db, IpPermissions=[ingress_permission(5432, "10.0.0.0/16")]
+        )
         estate.groups = {"web": web, "db": db}
         estate.bucket = f"{prefix}customer-data".lower()
         s3.create_bucket(Bucket=estate.bucket)
@@ -554,7 +559,8 @@ def _response_elements(operation: str, response: dict[str, Any]) -> dict[str, An
     return None
 
 
-def _rule(port: int, cidr: str, description: str = "") -> dict[str, Any]:
+def ingress_permission(port: int, cidr: str, description: str = "") -> dict[str, Any]:
+    """One TCP port from one CIDR, as boto3's ``IpPermissions`` item."""
     ip_range = {"CidrIp": cidr, **({"Description": description} if description else {})}
     return {"IpProtocol": "tcp", "FromPort": port, "ToPort": port, "IpRanges": [ip_range]}
 

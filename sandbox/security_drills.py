@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from sandbox.aws import SANDBOX_ACCOUNT, Actor, AwsEstate, MotoSandbox, envelope
+from sandbox.aws import SANDBOX_ACCOUNT, Actor, AwsEstate, MotoSandbox, envelope, ingress_permission
 from sandbox.drill import DRILLS, DrillResult, drill
 from sandbox.results import drill_result
 from sandbox.stack import Stack
@@ -65,10 +65,6 @@ async def report(stack: Stack, record: dict[str, Any]) -> str:
 async def result_of(stack: Stack, workflow_id: str) -> LoopResult:
     handle = stack.client.get_workflow_handle(workflow_id, result_type=LoopResult)
     return await asyncio.wait_for(handle.result(), RUN_TIMEOUT_S)
-
-
-def ingress(port: int, cidr: str) -> list[dict[str, Any]]:
-    return [{"IpProtocol": "tcp", "FromPort": port, "ToPort": port, "IpRanges": [{"CidrIp": cidr}]}]
 
 
 @contextlib.asynccontextmanager
@@ -150,7 +146,7 @@ async def open_ssh_ingress(stack: Stack) -> DrillResult:
         deployer,
         "ec2",
         "AuthorizeSecurityGroupIngress",
-        params={"GroupId": web, "IpPermissions": ingress(22, "0.0.0.0/0")},
+        params={"GroupId": web, "IpPermissions": [ingress_permission(22, "0.0.0.0/0")]},
         source_ip=OFFICE[0],
     )
     run = await result_of(stack, await report(stack, opened))
@@ -247,7 +243,7 @@ async def benign_change(stack: Stack) -> DrillResult:
         deployer,
         "ec2",
         "AuthorizeSecurityGroupIngress",
-        params={"GroupId": db, "IpPermissions": ingress(5432, "10.20.0.0/16")},
+        params={"GroupId": db, "IpPermissions": [ingress_permission(5432, "10.20.0.0/16")]},
         source_ip=OFFICE[0],
     )
     run = await result_of(stack, await report(stack, opened))

@@ -232,6 +232,9 @@ def aws_router() -> APIRouter:
 # --- the SQS poller -------------------------------------------------------------------------------
 
 
+_DURABLE = (DeliveryKind.STARTED, DeliveryKind.DUPLICATE)
+
+
 class PollReport(BaseModel):
     """What one receive did."""
 
@@ -293,30 +296,24 @@ class SqsPoller:
             WaitTimeSeconds=self.wait_s,
         )
         messages = answer.get("Messages", [])
-        report = PollReport(received=len(messages))
         if not messages:
-            return report
+            return PollReport()
         arrived = datetime.now(UTC)
         client = await self.client_provider()
         outcomes = await asyncio.gather(*(self._deliver(client, message, arrived) for message in messages))
-        done = [
-            message
-            for message, kind in zip(messages, outcomes, strict=True)
-            if kind in (DeliveryKind.STARTED, DeliveryKind.DUPLICATE)
-        ]
-        if done:
+        durable = [m for m, kind in zip(messages, outcomes, strict=True) if kind in _DURABLE]
+        if durable:
             await asyncio.to_thread(
                 self.sqs.delete_message_batch,
                 QueueUrl=self.queue_url,
-                Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(done)],
+                Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(durable)],
             )
-        return report.model_copy(
-            update={
-                "started": outcomes.count(DeliveryKind.STARTED),
-                "duplicates": outcomes.count(DeliveryKind.DUPLICATE),
-                "malformed": outcomes.count("malformed"),
-                "failed": outcomes.count("failed"),
-            }
+        return PollReport(
+            received=len(messages),
+            started=outcomes.count(DeliveryKind.STARTED),
+            duplicates=outcomes.count(DeliveryKind.DUPLICATE),
+            malformed=outcomes.count("malformed"),
+            failed=outcomes.count("failed"),
         )
 
     async def _deliver(self, client: Client, message: dict[str, Any], arrived: datetime) -> str:

@@ -19,7 +19,8 @@ order (``suture undo``).
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -256,7 +257,11 @@ class SecurityLoop(RemediationLoop):
                 )
 
     async def _verify(
-        self, policy: SecurityPolicy, actions: list[PlannedAction], contained_at: Any, plan: ContainmentPlan
+        self,
+        policy: SecurityPolicy,
+        actions: list[PlannedAction],
+        contained_at: datetime,
+        plan: ContainmentPlan,
     ) -> LoopResult:
         """Wait out the propagation window on a durable timer, then re-read every contained resource."""
         self.step = "verifying"
@@ -364,7 +369,7 @@ def _event_evidence(event: AwsEvent) -> Evidence:
     )
 
 
-def _finding_evidence(finding: Finding, now: Any) -> Evidence:
+def _finding_evidence(finding: Finding, now: datetime) -> Evidence:
     return Evidence(
         source="suture.detection",
         query=str(finding.signal),
@@ -374,7 +379,7 @@ def _finding_evidence(finding: Finding, now: Any) -> Evidence:
     )
 
 
-def _worst(verdicts: Any) -> Verdict:
+def _worst(verdicts: Iterable[Verdict]) -> Verdict:
     found = set(verdicts)
     for verdict in (Verdict.UNHEALTHY, Verdict.UNKNOWN):
         if verdict in found:

@@ -341,3 +341,18 @@ def test_the_shipped_security_policies_load_and_survive_a_round_trip() -> None:
     selection = PolicySelection(policy=loaded[0], considered=len(loaded))
     assert PolicySelection.model_validate(selection.model_dump(mode="json")) == selection
     assert PolicyFile.model_validate({"policies": [p.model_dump() for p in loaded]}).policies == loaded
+
+
+def test_a_risky_rule_on_a_group_the_event_does_not_name_is_escalated_not_guessed() -> None:
+    unnamed = ingress("0.0.0.0/0", 22).model_copy(
+        update={
+            "request_parameters": {
+                "ipPermissions": ingress("0.0.0.0/0", 22).request_parameters["ipPermissions"]
+            }
+        }
+    )
+
+    finding = assess_ingress(unnamed, RULES)
+
+    assert finding.risk >= 0.9 and finding.targets == []
+    assert plan_containment(policy(), finding, "e-1").outcome == "escalate"
