@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 from temporalio import activity
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 
 from policies.engine import select_policy
 from policies.loading import load_policy_file
@@ -488,3 +489,15 @@ async def test_a_human_ordered_undo_reactivates_the_key_and_is_audited(env: Work
     assert reactivated.action.params["target"]["access_key_id"] == KEY
     ordered = [e for e in world.audit if e.workflow_id == undo_workflow_id(contained.workflow_id)]
     assert {e.actor for e in ordered} == {"secops-alice"}
+
+
+async def test_a_run_replays_deterministically_with_its_background_audit_writes(
+    env: WorkflowEnvironment,
+) -> None:
+    world = drill_world(baseline=usual_baseline())
+    event = leaked_key_call()
+    await run(env, world, event)
+
+    history = await env.client.get_workflow_handle(security_workflow_id(event)).fetch_history()
+
+    await Replayer(workflows=[SecurityLoop], data_converter=pydantic_data_converter).replay_workflow(history)
