@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -276,6 +277,10 @@ class AuditStore:
         self.engine = engine
         self._clock = clock or (lambda: datetime.now(UTC))
         self._writes = sessionmaker(engine, expire_on_commit=False)
+        # Writers queue here rather than in SQLite's busy handler, whose sleeping
+        # back-off turned 64 concurrent activity threads into seconds of latency.
+        # Other processes still serialise on the database's own lock.
+        self._write_lock = threading.Lock()
         self._reads = sessionmaker(engine.execution_options(suture_read_only=True), expire_on_commit=False)
 
     @classmethod
@@ -463,7 +468,7 @@ class AuditStore:
         """Run ``work`` in one write transaction, again if a concurrent insert won a race."""
         for attempt in range(1, _WRITE_ATTEMPTS + 1):
             try:
-                with self._writes.begin() as session:
+                with self._write_lock, self._writes.begin() as session:
                     return work(session)
             except IntegrityError:
                 if attempt == _WRITE_ATTEMPTS:

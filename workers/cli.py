@@ -288,7 +288,7 @@ def report(
 def bench(
     name: Annotated[str, typer.Argument(help="latency, containment")],
     count: Annotated[int, typer.Option(help="Signals to send.")] = 200,
-    rate: Annotated[float, typer.Option(help="Signals per second.")] = 20.0,
+    rate: Annotated[float, typer.Option(help="Signals per second.")] = 2.0,
     as_json: JsonFlag = False,
 ) -> None:
     """Measure suture on the embedded stack (benchmarks, never timed tests)."""

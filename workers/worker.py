@@ -15,11 +15,13 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from workflows.reliability import ReliabilityLoop
+from workflows.security import SecurityLoop
 from workflows.undo import UndoRun
 
-WORKFLOWS: list[type] = [ReliabilityLoop, UndoRun]
+WORKFLOWS: list[type] = [ReliabilityLoop, SecurityLoop, UndoRun]
 
 
 @dataclass
@@ -57,15 +59,16 @@ def build_worker(
         activities=activities,
         activity_executor=ThreadPoolExecutor(max_workers=max_concurrent_activities),
         max_concurrent_activities=max_concurrent_activities,
+        max_concurrent_local_activities=max_concurrent_activities,
+        workflow_runner=SandboxedWorkflowRunner(
+            # Pure, already-imported modules are shared with the sandbox instead of being
+            # re-imported for every run, which is most of the cost of starting a run.
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(
+                "policies", "suture", "pydantic"
+            )
+        ),
     )
 
 
 def all_workflows() -> list[type]:
-    workflows = list(WORKFLOWS)
-    try:
-        from workflows.security import SecurityLoop
-
-        workflows.append(SecurityLoop)
-    except ImportError:
-        pass
-    return workflows
+    return list(WORKFLOWS)

@@ -52,6 +52,14 @@ ACTION = RetryPolicy(
 )
 VERIFY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
 MAX_EVIDENCE = 200
+BOOKKEEPING = frozenset(
+    {"audit.record", "audit.claim_target", "audit.release_target", "audit.close_run", "policy.select"}
+)
+"""Activities that only touch suture's own store and files: run as local activities.
+
+They are short and idempotent, so the worker runs them in place and records a
+marker, instead of a server round trip and a workflow task for each one; on a
+loaded server that halves the time from alert to action."""
 
 
 @dataclass
@@ -121,6 +129,16 @@ class RemediationLoop:
     async def call(
         self, name: str, arg: Any, result_type: type[ResultT], retry: RetryPolicy = QUICK
     ) -> ResultT:
+        """Run activity ``name``; suture's own bookkeeping runs as a local activity."""
+        if name in BOOKKEEPING:
+            local: ResultT = await workflow.execute_local_activity(
+                name,
+                arg,
+                result_type=result_type,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=retry,
+            )
+            return local
         result: ResultT = await workflow.execute_activity(
             name,
             arg,
@@ -131,9 +149,7 @@ class RemediationLoop:
         return result
 
     async def call_void(self, name: str, arg: Any) -> None:
-        await workflow.execute_activity(
-            name, arg, start_to_close_timeout=timedelta(seconds=30), retry_policy=QUICK
-        )
+        await self.call(name, arg, type(None))
 
     async def audit(
         self, step: str, detail: str, evidence: list[Evidence] | None = None, actor: str = "suture"
