@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,3 +16,20 @@ from sandbox.stack import Stack
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     async with Stack(Path(tmp_path_factory.mktemp("stack")), sandbox=True) as running:
         yield running
+
+
+HISTORIES = Path(__file__).parents[1] / "histories"
+
+
+async def record_histories(stack: Stack, runs: dict[str, str | None]) -> None:
+    """Keep the drills' histories for the replay test (run with SUTURE_RECORD_HISTORIES=1).
+
+    Re-record after an intentional, versioned change to a workflow.
+    """
+    if not os.environ.get("SUTURE_RECORD_HISTORIES"):
+        return
+    HISTORIES.mkdir(exist_ok=True)
+    for name, workflow_id in runs.items():
+        if workflow_id:
+            history = await stack.client.get_workflow_handle(workflow_id).fetch_history()
+            (HISTORIES / f"{name}.json").write_text(history.to_json())

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -19,10 +17,9 @@ from sandbox.reliability_drills import saturated_service
 from sandbox.runner import all_drills, run_on
 from sandbox.stack import Stack
 from suture.models import LoopResult
+from tests.drills.conftest import record_histories
 
 pytestmark = [pytest.mark.drill, pytest.mark.asyncio(loop_scope="session")]
-
-HISTORIES = Path(__file__).parents[1] / "histories"
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -33,18 +30,9 @@ async def reliability(stack: Stack) -> tuple[dict[str, DrillResult], LoopResult]
         saturated_service(stack, "search-approved", approver="oncall-alice"),
     )
     results = {result.scenario: result for result in report.drills}
-    if os.environ.get("SUTURE_RECORD_HISTORIES"):
-        runs = {name: result.workflow_id for name, result in results.items() if result.workflow_id}
-        await _record(stack, {**runs, "approval-granted": approved.workflow_id})
+    runs = {name: result.workflow_id for name, result in results.items()}
+    await record_histories(stack, {**runs, "approval-granted": approved.workflow_id})
     return results, approved
-
-
-async def _record(stack: Stack, runs: dict[str, str]) -> None:
-    """Keep the drills' histories for the replay test (run with SUTURE_RECORD_HISTORIES=1)."""
-    HISTORIES.mkdir(exist_ok=True)
-    for name, workflow_id in runs.items():
-        history = await stack.client.get_workflow_handle(workflow_id).fetch_history()
-        (HISTORIES / f"{name}.json").write_text(history.to_json())
 
 
 def outcome(results: tuple[dict[str, DrillResult], LoopResult], name: str) -> DrillResult:

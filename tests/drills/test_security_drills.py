@@ -16,6 +16,7 @@ from sandbox.drill import DrillResult
 from sandbox.runner import all_drills, run_on
 from sandbox.stack import Stack
 from suture.models import LoopResult, Outcome
+from tests.drills.conftest import record_histories
 from workers.approvals import order_undo
 
 pytestmark = [pytest.mark.drill, pytest.mark.asyncio(loop_scope="session")]
@@ -25,6 +26,7 @@ pytestmark = [pytest.mark.drill, pytest.mark.asyncio(loop_scope="session")]
 async def security(stack: Stack) -> dict[str, DrillResult]:
     drills = [drill for drill in all_drills().values() if drill.loop == "security"]
     report = await run_on(stack, drills, lambda _message: None)
+    await record_histories(stack, {result.scenario: result.workflow_id for result in report.drills})
     return {result.scenario: result for result in report.drills}
 
 

@@ -23,7 +23,14 @@ HISTORIES = sorted((Path(__file__).parents[1] / "histories").glob("*.json"))
 
 def test_there_are_recorded_histories_of_the_drills() -> None:
     names = {path.stem for path in HISTORIES}
-    assert {"bad-deploy-latency", "rollback-does-not-help", "stale-metrics", "approval-timeout"} <= names
+    assert {
+        "bad-deploy-latency",
+        "rollback-does-not-help",
+        "stale-metrics",
+        "approval-timeout",
+        "leaked-access-key",
+        "shared-credential-anomaly",
+    } <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])
