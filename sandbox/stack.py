@@ -72,6 +72,9 @@ class Stack:
         sandbox: also run the estate the drills act on, and point the worker at it.
         settings: the environment's settings (policy folders, token, ...).
         task_queue: the queue the embedded worker polls.
+        policy_dirs: policy folders (default: the sandbox's, then the settings').
+        aws: with ``sandbox``, also run moto for the security loop.
+        temporal_port, ingress_port: fixed ports (``suture up``); free ones when omitted.
     """
 
     def __init__(
@@ -84,6 +87,8 @@ class Stack:
         task_queue: str = "suture",
         policy_dirs: Sequence[Path] | None = None,
         aws: bool = True,
+        temporal_port: int | None = None,
+        ingress_port: int | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.sandbox = sandbox
@@ -91,8 +96,10 @@ class Stack:
         self.settings = settings or Settings(state_dir=self.state_dir)
         self.task_queue = task_queue
         self.token = self.settings.webhook_token or secrets.token_urlsafe(24)
-        self.dev = DevServer(self.state_dir / "temporal", ui_port=ui_port, headless=ui_port is None)
-        self.ingress_port = free_port()
+        self.dev = DevServer(
+            self.state_dir / "temporal", port=temporal_port, ui_port=ui_port, headless=ui_port is None
+        )
+        self.ingress_port = ingress_port or free_port()
         self.escalations = EscalationInbox()
         if policy_dirs is not None:
             self.policy_dirs = list(policy_dirs)

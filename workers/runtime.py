@@ -107,6 +107,8 @@ async def run_up(settings: Settings, *, sandbox: bool, ui_port: int, say: Say) -
         ui_port=ui_port,
         sandbox=sandbox,
         settings=settings,
+        temporal_port=int(settings.temporal_address.rsplit(":", 1)[1]),
+        ingress_port=settings.ingress_port,
     ) as stack:
         say(f"Temporal UI      {stack.ui_url}")
         say(f"Temporal         {stack.temporal_address} (export TEMPORAL_ADDRESS={stack.temporal_address})")
