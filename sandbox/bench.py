@@ -19,6 +19,7 @@ from typing import Any, cast
 
 import httpx
 
+from sandbox.bench_containment import containment
 from sandbox.stack import SANDBOX_POLICIES, Stack
 from suture.models import LoopResult
 
@@ -161,4 +162,4 @@ async def latency(count: int, rate: float, progress: Progress = None) -> dict[st
     return figures
 
 
-BENCHMARKS: dict[str, Callable[..., Any]] = {"latency": latency}
+BENCHMARKS: dict[str, Callable[..., Any]] = {"latency": latency, "containment": containment}
