@@ -42,12 +42,12 @@ NOW = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
 
 
 @dataclass
-class FakeWorld:
+class FakeBookkeeping:
+    """suture's own bookkeeping, faked for every loop: policy, audit, locks, escalation."""
+
     policies: list[Policy]
-    verdicts: list[Verdict] = field(default_factory=lambda: [Verdict.HEALTHY])
-    rollout_age: timedelta = timedelta(minutes=3)
     claim_granted: bool = True
-    target_missing: bool = False
+    claim_refusal: str = "cooldown: acted 2m ago"
     calls: list[tuple[str, Any]] = field(default_factory=list)
     journal: Path | None = None
     """When set, every call is also appended to this file: a record that outlives the process."""
@@ -64,15 +64,51 @@ class FakeWorld:
     def called(self, name: str) -> list[Any]:
         return [arg for called, arg in self.calls if called == name]
 
-    def activities(self) -> list[Any]:
+    def bookkeeping_activities(self) -> list[Any]:
         world = self
 
         @activity.defn(name="policy.select")
         async def select(query: PolicyQuery) -> PolicySelection:
             world.note("policy.select", query)
-            return PolicySelection(
-                policy=select_policy(world.policies, query.labels), considered=len(world.policies)
+            governed = [policy for policy in world.policies if policy.loop == query.loop]
+            return PolicySelection(policy=select_policy(governed, query.labels), considered=len(governed))
+
+        @activity.defn(name="audit.record")
+        async def record(entry: AuditEntry) -> None:
+            world.audit.append(entry)
+
+        @activity.defn(name="audit.claim_target")
+        async def claim(claim: TargetClaim) -> ClaimResult:
+            world.note("audit.claim_target", claim)
+            return ClaimResult(
+                granted=world.claim_granted, reason="" if world.claim_granted else world.claim_refusal
             )
+
+        @activity.defn(name="audit.release_target")
+        async def release(release: TargetRelease) -> None:
+            world.note("audit.release_target", release)
+
+        @activity.defn(name="audit.close_run")
+        async def close(result: LoopResult) -> None:
+            world.closed.append(result)
+
+        @activity.defn(name="notify.escalate")
+        async def escalate(briefing: Briefing) -> None:
+            world.briefings.append(briefing)
+
+        return [select, record, claim, release, close, escalate]
+
+
+@dataclass
+class FakeWorld(FakeBookkeeping):
+    """A cluster and Prometheus that answer from a script."""
+
+    verdicts: list[Verdict] = field(default_factory=lambda: [Verdict.HEALTHY])
+    rollout_age: timedelta = timedelta(minutes=3)
+    target_missing: bool = False
+
+    def activities(self) -> list[Any]:
+        world = self
 
         @activity.defn(name="prometheus.collect_evidence")
         async def collect(request: EvidenceRequest) -> EvidenceReport:
@@ -134,29 +170,6 @@ class FakeWorld:
 
             return do
 
-        @activity.defn(name="audit.record")
-        async def record(entry: AuditEntry) -> None:
-            world.audit.append(entry)
-
-        @activity.defn(name="audit.claim_target")
-        async def claim(claim: TargetClaim) -> ClaimResult:
-            world.note("audit.claim_target", claim)
-            return ClaimResult(
-                granted=world.claim_granted, reason="" if world.claim_granted else "cooldown: acted 2m ago"
-            )
-
-        @activity.defn(name="audit.release_target")
-        async def release(release: TargetRelease) -> None:
-            world.note("audit.release_target", release)
-
-        @activity.defn(name="audit.close_run")
-        async def close(result: LoopResult) -> None:
-            world.closed.append(result)
-
-        @activity.defn(name="notify.escalate")
-        async def escalate(briefing: Briefing) -> None:
-            world.briefings.append(briefing)
-
         doers = [
             doer(name)
             for name in (
@@ -166,7 +179,7 @@ class FakeWorld:
                 "k8s.restore_deployment",
             )
         ]
-        return [select, collect, check, history, snapshot, record, claim, release, close, escalate, *doers]
+        return [*self.bookkeeping_activities(), collect, check, history, snapshot, *doers]
 
 
 def load_test_policies(tmp_path: Path, text: str) -> list[Policy]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,18 +19,13 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
-from policies.engine import select_policy
 from policies.loading import load_policy_file
-from policies.models import Policy, PolicyQuery, PolicySelection
 from suture.identity import security_workflow_id
 from suture.models import (
     ActionOutcome,
     ApprovalDecision,
-    AuditEntry,
     AwsEvent,
     AwsPrincipal,
-    Briefing,
-    ClaimResult,
     ContainmentCheck,
     CredentialActivity,
     CredentialQuery,
@@ -44,11 +39,10 @@ from suture.models import (
     RoleDependentsRequest,
     SecurityLoopInput,
     Snapshot,
-    TargetClaim,
-    TargetRelease,
     UndoRequest,
     Verdict,
 )
+from tests.workflow.fakes import FakeBookkeeping
 from workflows.security import SecurityLoop
 from workflows.undo import UndoRun, undo_workflow_id
 
@@ -61,20 +55,12 @@ ROLE = f"arn:aws:iam::{ACCOUNT}:role/shared-app"
 
 
 @dataclass
-class FakeAws:
-    """A scripted AWS and audit store."""
+class FakeAws(FakeBookkeeping):
+    """A scripted AWS; suture's bookkeeping comes from the shared fakes."""
 
-    policies: list[Policy]
     baseline: CredentialActivity | None = None
     verdict: Verdict = Verdict.HEALTHY
-    claim_granted: bool = True
-    calls: list[tuple[str, Any]] = field(default_factory=list)
-    audit: list[AuditEntry] = field(default_factory=list)
-    briefings: list[Briefing] = field(default_factory=list)
-    closed: list[LoopResult] = field(default_factory=list)
-
-    def called(self, name: str) -> list[Any]:
-        return [arg for called, arg in self.calls if called == name]
+    claim_refusal: str = "held by another run"
 
     def changes(self) -> list[str]:
         reads = {"policy.select", "aws.credential_activity", "aws.role_dependents", "aws.verify_containment"}
@@ -84,12 +70,6 @@ class FakeAws:
 
     def activities(self) -> list[Any]:
         world = self
-
-        @activity.defn(name="policy.select")
-        async def select(query: PolicyQuery) -> PolicySelection:
-            world.calls.append(("policy.select", query))
-            governed = [p for p in world.policies if p.loop == query.loop]
-            return PolicySelection(policy=select_policy(governed, query.labels), considered=len(governed))
 
         @activity.defn(name="aws.credential_activity")
         async def credential_activity(query: CredentialQuery) -> CredentialActivity:
@@ -136,29 +116,6 @@ class FakeAws:
 
             return do
 
-        @activity.defn(name="audit.record")
-        async def record(entry: AuditEntry) -> None:
-            world.audit.append(entry)
-
-        @activity.defn(name="audit.claim_target")
-        async def claim(request: TargetClaim) -> ClaimResult:
-            world.calls.append(("audit.claim_target", request))
-            return ClaimResult(
-                granted=world.claim_granted, reason="" if world.claim_granted else "held by another run"
-            )
-
-        @activity.defn(name="audit.release_target")
-        async def release(request: TargetRelease) -> None:
-            world.calls.append(("audit.release_target", request))
-
-        @activity.defn(name="audit.close_run")
-        async def close(result: LoopResult) -> None:
-            world.closed.append(result)
-
-        @activity.defn(name="notify.escalate")
-        async def escalate(briefing: Briefing) -> None:
-            world.briefings.append(briefing)
-
         prepares = [
             snapshot(n)
             for n in (
@@ -182,15 +139,10 @@ class FakeAws:
             )
         ]
         return [
-            select,
+            *self.bookkeeping_activities(),
             credential_activity,
             role_dependents,
             verify,
-            record,
-            claim,
-            release,
-            close,
-            escalate,
             *prepares,
             *changes,
         ]
