@@ -183,8 +183,8 @@ class Stack:
 
         settings = self.settings.model_copy(
             update={
-                "db_url": f"sqlite:///{(self.state_dir / 'suture.db').absolute()}",
-                "escalation_webhook": self.escalations.url,
+                # Briefings go to the configured channel, else to the stack's own inbox.
+                "escalation_webhook": self.settings.escalation_webhook or self.escalations.url,
                 "prometheus_url": self.monitoring.prometheus_url
                 if self.monitoring
                 else self.settings.prometheus_url,
