@@ -100,11 +100,23 @@ def ingress(
     sqs_queue: Annotated[
         str | None, typer.Option(help="Also poll this SQS queue URL for AWS events.")
     ] = None,
+    insecure_no_auth: Annotated[
+        bool, typer.Option(help="Accept webhooks without a bearer token (local experiments only).")
+    ] = False,
 ) -> None:
     """Run the HTTP ingress (Alertmanager webhook, AWS events) against TEMPORAL_ADDRESS."""
     from workers.runtime import run_ingress
 
-    _run(lambda: run_ingress(_settings(), host=host, port=port, sqs_queue=sqs_queue, say=console.print))
+    _run(
+        lambda: run_ingress(
+            _settings(),
+            host=host,
+            port=port,
+            sqs_queue=sqs_queue,
+            insecure=insecure_no_auth,
+            say=console.print,
+        )
+    )
 
 
 # --- drills ---------------------------------------------------------------------------

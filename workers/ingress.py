@@ -250,7 +250,7 @@ def create_app(
     if not token and not insecure:
         raise ConfigError(
             f"{TOKEN_VARIABLE} is not set: the ingress needs a bearer token for webhook senders "
-            "(or run it explicitly insecure for local experiments)"
+            "(or pass --insecure-no-auth for local experiments)"
         )
     if not token:
         log.warning("the ingress accepts webhooks without authentication")

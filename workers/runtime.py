@@ -83,13 +83,21 @@ async def run_worker(settings: Settings, say: Say) -> None:
 
 
 async def run_ingress(
-    settings: Settings, *, host: str | None, port: int | None, sqs_queue: str | None, say: Say
+    settings: Settings,
+    *,
+    host: str | None,
+    port: int | None,
+    sqs_queue: str | None,
+    say: Say,
+    insecure: bool = False,
 ) -> None:
     from workers.ingress import create_app, serve
     from workers.temporal_client import LazyClient, connect_settings
 
     provider = LazyClient(lambda: connect_settings(settings))
-    app = create_app(provider, settings.webhook_token, settings.task_queue, routers=_extra_routers())
+    app = create_app(
+        provider, settings.webhook_token, settings.task_queue, insecure=insecure, routers=_extra_routers()
+    )
     host, port = host or settings.ingress_host, port or settings.ingress_port
     tasks = [asyncio.create_task(serve(app, host, port))]
     if sqs_queue:
@@ -122,10 +130,8 @@ async def run_up(settings: Settings, *, sandbox: bool, ui_port: int, say: Say) -
 
 
 def _extra_routers() -> list[Any]:
-    try:
-        from workers.aws_events import aws_router
-    except ImportError:
-        return []
+    from workers.aws_events import aws_router
+
     return [aws_router()]
 
 
