@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import resource
 import sys
 from collections.abc import Callable
 from datetime import timedelta
@@ -334,6 +335,8 @@ def bench(
     figures = _run(
         lambda: BENCHMARKS[name](count=count, rate=rate, progress=None if as_json else errors.print)
     )
+    # The one process that hosted the worker, the ingress and the sandbox (servers apart).
+    figures["max_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     if as_json:
         _print_json(figures)
     else:
