@@ -299,6 +299,8 @@ class LoopStatus(Contract):
     evidence: list[Evidence]
     pending_approval: bool
     ignored_approvers: list[str]
+    approvers: list[str] = []
+    """Who may answer this run's approval (from its pinned policy)."""
 
 
 class UndoRequest(Contract):

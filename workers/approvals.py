@@ -61,6 +61,11 @@ async def decide(client: Client, workflow_id: str, verb: str, decision: Approval
         raise SutureError(f"no run {workflow_id!r} to {verb}: {error.message}") from None
     if not status.pending_approval:
         raise SutureError(f"run {workflow_id} is not waiting for approval (it is at step {status.step!r})")
+    if decision.approver not in status.approvers:
+        raise SutureError(
+            f"{decision.approver!r} is not an approver of run {workflow_id} "
+            f"(its policy {status.policy!r} lists {', '.join(status.approvers)})"
+        )
     await handle.signal(verb, decision)
     return status
 

@@ -110,6 +110,7 @@ class RemediationLoop:
             evidence=self.evidence[-20:],
             pending_approval=self.step == "awaiting_approval",
             ignored_approvers=self.ignored_approvers,
+            approvers=self.approval_policy.approvers if self.approval_policy else [],
         )
 
     def _receive_decision(self, verb: str, decision: ApprovalDecision) -> None:
