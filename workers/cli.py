@@ -36,7 +36,8 @@ policy_app = typer.Typer(help="Policy files.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
 app.add_typer(audit_app, name="audit")
-console = Console(soft_wrap=True)
+# Piped output (CI logs, make) gets room for the tables instead of 80 columns.
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 errors = Console(stderr=True, soft_wrap=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
