@@ -120,14 +120,14 @@ class AlertmanagerPayload(_Webhook):
 
 
 class DeliveryKind(StrEnum):
-    """What one alert of a notification did to its run."""
+    """What one signal (an alert, an audit event) did to its run."""
 
     STARTED = "started"
     """A firing alert started a new run."""
     JOINED = "joined"
     """A firing alert reached the open run of its episode as an ``evidence`` signal."""
     DUPLICATE = "duplicate"
-    """The episode's run has already closed; no second run was started."""
+    """The incident's run already exists (for an alert: it has closed); no second run was started."""
     RESOLVED = "resolved"
     """A resolved alert reached the open run as an ``alert_resolved`` signal."""
     IGNORED = "ignored"

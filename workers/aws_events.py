@@ -24,7 +24,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 import boto3
@@ -40,6 +39,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from suture import search_attributes as sa
 from suture.identity import security_subject, security_workflow_id
 from suture.models import AwsEvent, AwsPrincipal, Loop, SecurityLoopInput
+from workers.alertmanager import DeliveryKind
 from workers.ingress import IngressState, ingress_state, parse_body, received_at, require_token
 from workers.temporal_client import TemporalUnavailable
 
@@ -153,13 +153,6 @@ class EventBridgeEnvelope(_Aws):
 
 
 # --- delivery ----------------------------------------------------------------------------------
-
-
-class DeliveryKind(StrEnum):
-    STARTED = "started"
-    """The event started its run."""
-    DUPLICATE = "duplicate"
-    """The event's run already exists (open or closed); nothing new was started."""
 
 
 class EventDelivery(BaseModel):
