@@ -422,3 +422,27 @@ class ContainmentCheck(Contract):
     action: PlannedAction
     contained_at: datetime
     grace_s: float = 2.0
+
+
+# --- kill switch ------------------------------------------------------------------------
+
+
+class KillSwitchQuery(Contract):
+    """Ask whether ``loop`` may act now: is it, or every loop, paused?"""
+
+    loop: Loop
+
+
+class KillSwitchState(Contract):
+    """Answer of the kill switch. When paused, ``scope`` is ``all`` or the loop's name."""
+
+    paused: bool
+    scope: str = ""
+    by: str = ""
+    reason: str = ""
+
+    def __str__(self) -> str:
+        if not self.paused:
+            return "not paused"
+        which = "every loop" if self.scope == "all" else f"the {self.scope} loop"
+        return f"kill switch on {which}, pulled by {self.by}: {self.reason or 'no reason given'}"

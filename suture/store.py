@@ -11,6 +11,9 @@ Three tables carry three promises:
   report reads.
 * ``target_locks`` is the per-resource lock and cooldown: two runs never act on
   the same target at once, and a target acted on recently is left alone.
+* ``kill_switches`` holds one row per scope (``all`` or a loop's name): a paused
+  scope stops that loop's next action. Pulling or releasing a switch is audited in
+  the same transaction, so the trail always names who did it.
 
 Every write takes one lock first (the chain head, or the target's row) so that
 concurrent writers serialise: ``SELECT ... FOR UPDATE`` on PostgreSQL,
@@ -26,7 +29,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import (
@@ -43,6 +46,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    or_,
     select,
     text,
 )
@@ -178,7 +182,40 @@ class TargetLock(Base):
     last_action_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class KillSwitchRow(Base):
+    __tablename__ = "kill_switches"
+
+    scope: Mapped[str] = mapped_column(String(32), primary_key=True)
+    paused: Mapped[bool] = mapped_column(Boolean)
+    by: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 _TIMELINE = ("detected", "decided", "approved", "acted", "verified", "closed")
+ALL_LOOPS = "all"
+"""Kill switch scope that pauses every loop."""
+GOVERNANCE = "governance"
+"""``workflow_id`` of the audit events that record kill switches pulled and released."""
+
+
+class SwitchState(NamedTuple):
+    """Whether a loop may act: paused by ``scope`` (``all`` or the loop), pulled by ``by``."""
+
+    paused: bool
+    by: str = ""
+    reason: str = ""
+    scope: str = ""
+
+
+class KillSwitch(NamedTuple):
+    """One row of the kill switch table, as ``suture pause --status`` lists it."""
+
+    scope: str
+    paused: bool
+    by: str
+    reason: str
+    at: datetime
 
 
 class ChainBreak(BaseModel):
@@ -316,27 +353,26 @@ class AuditStore:
 
     def record(self, entry: AuditEntry) -> bool:
         """Append ``entry`` to the chain. Returns False when it was already recorded."""
+        return self._write(lambda session: self._append(session, entry))
 
-        def append(session: Session) -> bool:
-            head = self._chain_head(session)
-            exists = select(AuditEvent.id).where(
-                AuditEvent.workflow_id == entry.workflow_id, AuditEvent.seq == entry.seq
-            )
-            if session.scalar(exists) is not None:
-                return False
-            digest = chain_hash(head.hash, entry)
-            row = AuditEvent(
-                **entry.model_dump(mode="json", exclude={"at"}),
-                at=entry.at,
-                prev_hash=head.hash,
-                hash=digest,
-            )
-            session.add(row)
-            session.flush()
-            head.last_event_id, head.hash = row.id, digest
-            return True
-
-        return self._write(append)
+    def _append(self, session: Session, entry: AuditEntry) -> bool:
+        head = self._chain_head(session)
+        exists = select(AuditEvent.id).where(
+            AuditEvent.workflow_id == entry.workflow_id, AuditEvent.seq == entry.seq
+        )
+        if session.scalar(exists) is not None:
+            return False
+        digest = chain_hash(head.hash, entry)
+        row = AuditEvent(
+            **entry.model_dump(mode="json", exclude={"at"}),
+            at=entry.at,
+            prev_hash=head.hash,
+            hash=digest,
+        )
+        session.add(row)
+        session.flush()
+        head.last_event_id, head.hash = row.id, digest
+        return True
 
     def events(self, workflow_id: str | None = None) -> list[AuditEntry]:
         """Recorded entries in insert order, for one run or for all."""
@@ -461,6 +497,81 @@ class AuditStore:
             return True
 
         return self._write(release_lock)
+
+    # --- kill switch ------------------------------------------------------------------
+
+    def pause(self, scope: str, by: str, reason: str = "") -> None:
+        """Pull the kill switch of ``scope`` (``all`` or a loop's name) and audit it under ``by``.
+
+        Raises:
+            ValueError: when ``scope`` names no loop.
+        """
+        self._set_switch(scope, True, by, reason)
+
+    def resume(self, scope: str, by: str) -> None:
+        """Release the kill switch of ``scope`` and audit it under ``by``.
+
+        Resuming ``all`` releases only the global switch; a loop paused on its own
+        stays paused until it is resumed by name.
+
+        Raises:
+            ValueError: when ``scope`` names no loop.
+        """
+        self._set_switch(scope, False, by, "")
+
+    def switch_state(self, loop: Loop | str) -> SwitchState:
+        """Whether ``loop`` is paused, by its own switch or the global one (the global one wins)."""
+        query = select(KillSwitchRow).where(
+            KillSwitchRow.paused.is_(True),
+            or_(KillSwitchRow.scope == ALL_LOOPS, KillSwitchRow.scope == str(loop)),
+        )
+        with self._reads() as session:
+            rows = sorted(session.scalars(query), key=lambda row: row.scope != ALL_LOOPS)
+        if not rows:
+            return SwitchState(paused=False)
+        return SwitchState(paused=True, by=rows[0].by, reason=rows[0].reason, scope=rows[0].scope)
+
+    def switches(self) -> list[KillSwitch]:
+        """Every switch ever pulled, paused or released, ``all`` first."""
+        with self._reads() as session:
+            rows = list(session.scalars(select(KillSwitchRow).order_by(KillSwitchRow.scope)))
+        rows.sort(key=lambda row: row.scope != ALL_LOOPS)
+        return [KillSwitch(row.scope, row.paused, row.by, row.reason, row.at) for row in rows]
+
+    def _set_switch(self, scope: str, paused: bool, by: str, reason: str) -> None:
+        loops = [str(loop) for loop in Loop]
+        if scope != ALL_LOOPS and scope not in loops:
+            raise ValueError(f"no loop {scope!r}: the kill switch scope is {ALL_LOOPS} or one of {loops}")
+
+        def flip(session: Session) -> None:
+            now = self._clock()
+            row = session.get(KillSwitchRow, scope, with_for_update=True)
+            if row is None:
+                row = KillSwitchRow(scope=scope)
+                session.add(row)
+            row.paused, row.by, row.reason, row.at = paused, by, reason, now
+            # One event per loop affected, so each loop's trail shows the switch.
+            self._chain_head(session)  # the chain lock, taken before reading the next seq
+            seq = session.scalar(
+                select(func.coalesce(func.max(AuditEvent.seq), 0)).where(AuditEvent.workflow_id == GOVERNANCE)
+            )
+            verb = "paused" if paused else "resumed"
+            which = "every loop" if scope == ALL_LOOPS else f"the {scope} loop"
+            detail = f"{by} {verb} {which}" + (f": {reason}" if reason else "")
+            for offset, loop in enumerate(Loop if scope == ALL_LOOPS else [Loop(scope)], start=1):
+                entry = AuditEntry(
+                    workflow_id=GOVERNANCE,
+                    seq=(seq or 0) + offset,
+                    loop=loop,
+                    subject=f"kill switch {scope}",
+                    step=verb,
+                    detail=detail,
+                    actor=by,
+                    at=now,
+                )
+                self._append(session, entry)
+
+        self._write(flip)
 
     # --- plumbing ------------------------------------------------------------------
 

@@ -269,6 +269,87 @@ def undo(
     console.print(f"undo started as {undo_id}")
 
 
+LOOPS = ("reliability", "security", "resource")
+LoopArgument = Annotated[
+    str | None, typer.Argument(help="reliability, security or resource; omit for every loop.")
+]
+
+
+def _scope(loop: str | None) -> str:
+    if loop is None:
+        return "all"
+    if loop not in LOOPS:
+        errors.print(f"[red]error:[/red] no loop {loop!r}; known: {', '.join(LOOPS)} (omit it for all)")
+        raise typer.Exit(2)
+    return loop
+
+
+def _with_store(work: Callable[[Any], T]) -> T:
+    from suture.store import AuditStore
+
+    def opened() -> T:
+        store = AuditStore.create(_settings().db_url)
+        try:
+            return work(store)
+        finally:
+            store.close()
+
+    result: T = _run(opened)
+    return result
+
+
+@app.command()
+def pause(
+    loop: LoopArgument = None,
+    as_: Annotated[
+        str | None, typer.Option("--as", help="Your name; the audit trail records who paused.")
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why; every run the switch stops repeats it.")] = "",
+    status: Annotated[bool, typer.Option("--status", help="List the kill switches instead.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Kill switch: stop the next action of one loop, or of every loop, at once."""
+    if status:
+        _switch_status(as_json)
+        return
+    scope = _scope(loop)
+    if not as_:
+        errors.print("[red]error:[/red] --as NAME is required: the audit trail records who paused")
+        raise typer.Exit(2)
+    _with_store(lambda store: store.pause(scope, by=as_, reason=reason))
+    which = "every loop" if scope == "all" else f"the {scope} loop"
+    console.print(f"paused {which} as {as_}: no new action starts until `suture resume`")
+
+
+@app.command()
+def resume(
+    as_: Annotated[str, typer.Option("--as", help="Your name; the audit trail records who resumed.")],
+    loop: LoopArgument = None,
+) -> None:
+    """Release a kill switch. Resuming all leaves a loop paused by name paused."""
+    scope = _scope(loop)
+    _with_store(lambda store: store.resume(scope, by=as_))
+    which = "every loop" if scope == "all" else f"the {scope} loop"
+    console.print(f"resumed {which} as {as_}")
+
+
+def _switch_status(as_json: bool) -> None:
+    switches = _with_store(lambda store: store.switches())
+    if as_json:
+        _print_json([switch._asdict() for switch in switches])
+        return
+    if not switches:
+        console.print("no kill switch has been pulled: every loop may act")
+        return
+    table = Table("scope", "state", "by", "reason", "since")
+    for switch in switches:
+        state = "[red]paused[/red]" if switch.paused else "acting"
+        table.add_row(
+            switch.scope, state, switch.by, switch.reason or "-", switch.at.isoformat(timespec="seconds")
+        )
+    console.print(table)
+
+
 # --- policy, audit, report, bench -----------------------------------------------------------
 
 

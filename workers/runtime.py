@@ -29,15 +29,18 @@ def activity_providers(
 ) -> list[Any]:
     """The objects whose methods are the worker's activities, with their clients."""
     from activities.audit import AuditActivities
+    from activities.governance import Governance
     from activities.kubernetes import KubernetesActions
     from activities.notify import Escalation
     from activities.policy_store import PolicyStore
     from activities.prometheus import PrometheusProbe, connect
     from suture.store import AuditStore
 
+    store = AuditStore.create(settings.db_url)
     providers: list[Any] = [
         PolicyStore(list(policy_dirs or settings.policy_dirs)),
-        AuditActivities(AuditStore.create(settings.db_url)),
+        AuditActivities(store),
+        Governance(store),
         Escalation(settings.escalation_webhook),
         PrometheusProbe(connect(settings.prometheus_url)),
         KubernetesActions(kube_api if kube_api is not None else kubernetes_client(settings)),

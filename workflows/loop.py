@@ -5,6 +5,11 @@ steps in order. The saga pushes an action's undo *before* the action runs, using
 state captured by the action's ``prepare`` activity, so a crash between "do" and
 "record" can never leave a change without its way back. Verification that cannot
 be trusted (stale or missing samples) escalates instead of acting again.
+
+The kill switch is read right before each action, not once per run: a switch
+pulled while a run waits for approval, or between two actions of one saga, stops
+the next action. ``act`` then returns :class:`Paused` and the loop decides what
+becomes of the actions already taken.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ with workflow.unsafe.imports_passed_through():
         Evidence,
         HealthCheck,
         HealthReport,
+        KillSwitchQuery,
+        KillSwitchState,
         Loop,
         LoopResult,
         LoopStatus,
@@ -53,13 +60,27 @@ ACTION = RetryPolicy(
 VERIFY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
 MAX_EVIDENCE = 200
 BOOKKEEPING = frozenset(
-    {"audit.record", "audit.claim_target", "audit.release_target", "audit.close_run", "policy.select"}
+    {
+        "audit.record",
+        "audit.claim_target",
+        "audit.release_target",
+        "audit.close_run",
+        "policy.select",
+        "governance.kill_switch",
+    }
 )
 """Activities that only touch suture's own store and files: run as local activities.
 
 They are short and idempotent, so the worker runs them in place and records a
 marker, instead of a server round trip and a workflow task for each one; on a
 loaded server that halves the time from alert to action."""
+
+
+@dataclass(frozen=True)
+class Paused:
+    """Why :meth:`RemediationLoop.act` stopped before an action: a kill switch, who pulled it, why."""
+
+    reason: str
 
 
 @dataclass
@@ -210,9 +231,17 @@ class RemediationLoop:
         await self.audit(f"{verb}d", decision.note or verb, actor=decision.approver)
         return verb
 
-    async def act(self, actions: list[PlannedAction]) -> str | None:
-        """Run actions in order as a saga. Returns None, or why an action failed."""
+    async def act(self, actions: list[PlannedAction]) -> str | Paused | None:
+        """Run actions in order as a saga.
+
+        Returns None, why an action failed, or :class:`Paused` when a kill switch
+        stopped the next action (earlier actions of the saga stay registered in
+        ``self.saga``; the caller decides whether to undo them).
+        """
         for action in actions:
+            paused = await self._kill_switch(action)
+            if paused is not None:
+                return paused
             spec = action_spec(action.type)
             started = workflow.now()
             try:
@@ -232,6 +261,18 @@ class RemediationLoop:
             record.detail = outcome.detail
             await self.audit("acted", f"{action.type} on {action.target}: {outcome.detail}", outcome.evidence)
         return None
+
+    async def _kill_switch(self, action: PlannedAction) -> Paused | None:
+        """The kill switch of this loop, read before ``action``.
+
+        Runs recorded before the switch existed replay without the read.
+        """
+        if not workflow.patched("kill-switch"):
+            return None
+        state = await self.call("governance.kill_switch", KillSwitchQuery(loop=self.loop), KillSwitchState)
+        if not state.paused:
+            return None
+        return Paused(f"{state}; {action.type} on {action.target} not taken")
 
     async def _action_failed(self, action: PlannedAction, what: str, error: ActivityError) -> str:
         reason = f"{action.type} on {action.target} {what}: {error.cause or error}"

@@ -5,6 +5,10 @@ decide (pinned policy) → approve when supervised → act (saga) → verify aft
 propagation window → resolved, or undo and escalate with a briefing. An
 ``unknown`` verdict (stale or missing samples) escalates without undoing and
 without acting again: suture never repeats an action it cannot judge.
+
+A kill switch pulled before the first action ends the run ``suppressed``; one
+pulled between two actions undoes those already taken (a half-applied fix is
+never left unverified) and escalates.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
-from workflows.loop import RemediationLoop
+from workflows.loop import Paused, RemediationLoop
 
 with workflow.unsafe.imports_passed_through():
     from policies.diagnosis import diagnose
@@ -150,6 +154,8 @@ class ReliabilityLoop(RemediationLoop):
                     Outcome.SUPPRESSED, "the alert resolved before approval; nothing done"
                 )
         failure = await self.act(actions)
+        if isinstance(failure, Paused):
+            return await self._stop_for_kill_switch(failure, would, target)
         if failure is not None:
             undo_failures = await self.compensate()
             return await self._hand_over("; ".join([failure, *undo_failures]), would, target)
@@ -176,6 +182,14 @@ class ReliabilityLoop(RemediationLoop):
             target,
             verdict=report.verdict,
         )
+
+    async def _stop_for_kill_switch(self, paused: Paused, would: list[str], target: Target) -> LoopResult:
+        if not self.actions:
+            await self.audit("suppressed", paused.reason)
+            return await self.finish(Outcome.SUPPRESSED, paused.reason)
+        undo_failures = await self.compensate()
+        undone = "; ".join(undo_failures) or "the actions already taken were undone"
+        return await self._hand_over(f"{paused.reason}; {undone}", would, target)
 
     async def _collect_evidence(self, policy: ReliabilityPolicy, labels: dict[str, str]) -> None:
         queries = [render(query, labels) for query in [*policy.evidence, policy.verify.query]]

@@ -13,7 +13,9 @@ for the queue, so the trail keeps its order.
 Unlike the reliability loop, a failed action or verification is not undone:
 undoing a containment re-opens the exposure. The loop escalates and leaves the
 containment in place; its compensations stay in the run's result for a human to
-order (``suture undo``).
+order (``suture undo``). The same holds for a kill switch: pulled before the first
+containment, the run ends ``suppressed``; pulled between two, the containment
+already done stays in place and the run escalates.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
-from workflows.loop import VERIFY, RemediationLoop
+from workflows.loop import VERIFY, Paused, RemediationLoop
 
 with workflow.unsafe.imports_passed_through():
     from policies.models import PolicyQuery, PolicySelection
@@ -240,6 +242,12 @@ class SecurityLoop(RemediationLoop):
                     return await self.finish(Outcome.REJECTED, f"rejected by {self.approver}")
             failure = await self.act(claimed)
             contained_at = workflow.now()
+            if isinstance(failure, Paused) and not self.actions:
+                return await self._suppress(failure.reason)
+            if isinstance(failure, Paused):
+                return await self._hand_over(
+                    f"{failure.reason}; the containment done so far is left in place", plan.would_have_done
+                )
             if failure is not None:
                 return await self._hand_over(
                     f"{failure}; the containment done so far is left in place", plan.would_have_done

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from suture.models import Loop
+from suture.store import AuditStore
 from workers.cli import app
 
 runner = CliRunner()
@@ -20,6 +23,8 @@ COMMANDS = [
     ["approve"],
     ["reject"],
     ["undo"],
+    ["pause"],
+    ["resume"],
     ["report"],
     ["bench"],
     ["policy", "check"],
@@ -82,3 +87,82 @@ def test_a_wrong_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> 
     result = runner.invoke(app, ["pending"], terminal_width=200)
     assert result.exit_code == 2
     assert "TEMPORAL_ADDRESS" in result.output
+
+
+# --- kill switch ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def store_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = f"sqlite:///{tmp_path / 'suture.db'}"
+    monkeypatch.setenv("SUTURE_DB_URL", url)
+    return url
+
+
+def switch_of(url: str, loop: Loop) -> tuple[bool, str, str, str]:
+    store = AuditStore.create(url)
+    try:
+        return tuple(store.switch_state(loop))  # type: ignore[return-value]
+    finally:
+        store.close()
+
+
+def test_pausing_one_loop_by_name_stops_only_that_loop(store_url: str) -> None:
+    result = runner.invoke(app, ["pause", "security", "--as", "secops-bob", "--reason", "pen test"])
+    assert result.exit_code == 0, result.output
+    assert "paused the security loop as secops-bob" in result.output
+    assert switch_of(store_url, Loop.SECURITY) == (True, "secops-bob", "pen test", "security")
+    assert not switch_of(store_url, Loop.RELIABILITY)[0]
+
+
+def test_pausing_without_a_loop_stops_every_loop_until_resumed(store_url: str) -> None:
+    assert runner.invoke(app, ["pause", "--as", "alice", "--reason", "freeze"]).exit_code == 0
+    assert all(switch_of(store_url, loop)[0] for loop in Loop)
+    result = runner.invoke(app, ["resume", "--as", "alice"])
+    assert result.exit_code == 0, result.output
+    assert "resumed every loop as alice" in result.output
+    assert not any(switch_of(store_url, loop)[0] for loop in Loop)
+
+
+def test_the_status_lists_every_switch_with_who_pulled_it(store_url: str) -> None:
+    runner.invoke(app, ["pause", "reliability", "--as", "alice", "--reason", "db migration"])
+    runner.invoke(app, ["pause", "--as", "bob"])
+    runner.invoke(app, ["resume", "--as", "bob"])
+    result = runner.invoke(app, ["pause", "--status", "--json"])
+    assert result.exit_code == 0, result.output
+    listed = [(row["scope"], row["paused"], row["by"], row["reason"]) for row in json.loads(result.output)]
+    assert listed == [("all", False, "bob", ""), ("reliability", True, "alice", "db migration")]
+    table = runner.invoke(app, ["pause", "--status"], terminal_width=200)
+    assert "db migration" in table.output and "paused" in table.output
+
+
+def test_the_status_says_so_when_no_switch_was_ever_pulled(store_url: str) -> None:
+    result = runner.invoke(app, ["pause", "--status"])
+    assert result.exit_code == 0
+    assert "every loop may act" in result.output
+
+
+def test_pausing_and_resuming_are_audited_under_the_persons_name(store_url: str) -> None:
+    runner.invoke(app, ["pause", "security", "--as", "secops-bob", "--reason", "pen test"])
+    runner.invoke(app, ["resume", "security", "--as", "secops-alice"])
+    store = AuditStore.create(store_url)
+    events = store.events("governance")
+    store.close()
+    assert [(event.step, event.actor) for event in events] == [
+        ("paused", "secops-bob"),
+        ("resumed", "secops-alice"),
+    ]
+
+
+def test_an_unknown_loop_is_refused_with_the_known_ones(store_url: str) -> None:
+    result = runner.invoke(app, ["pause", "billing", "--as", "alice"], terminal_width=200)
+    assert result.exit_code == 2
+    assert "no loop 'billing'" in result.output and "reliability, security, resource" in result.output
+    assert runner.invoke(app, ["resume", "billing", "--as", "alice"]).exit_code == 2
+    assert not Path(store_url.removeprefix("sqlite:///")).exists(), "nothing was written"
+
+
+def test_pausing_without_a_name_is_refused(store_url: str) -> None:
+    result = runner.invoke(app, ["pause", "security"], terminal_width=200)
+    assert result.exit_code == 2
+    assert "--as NAME is required" in result.output

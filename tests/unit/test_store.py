@@ -20,11 +20,14 @@ from sqlalchemy import text
 from temporalio.testing import ActivityEnvironment
 
 from activities.audit import AuditActivities
+from activities.governance import Governance
 from suture.errors import ConfigError
 from suture.models import (
     ActionRecord,
     AuditEntry,
     Evidence,
+    KillSwitchQuery,
+    KillSwitchState,
     Loop,
     LoopResult,
     Mode,
@@ -293,6 +296,87 @@ def test_runs_are_selected_by_when_they_closed(store: AuditStore) -> None:
     recent = store.runs(since=START - timedelta(hours=24), until=START)
     assert [run.workflow_id for run in recent] == ["run-5h", "run-1h"]
     assert store.runs(loop=Loop.SECURITY) == []
+
+
+# --- kill switch -----------------------------------------------------------------------
+
+
+def test_no_loop_is_paused_until_someone_pulls_a_switch(store: AuditStore) -> None:
+    assert not store.switch_state(Loop.RELIABILITY).paused
+    assert store.switches() == []
+
+
+def test_pausing_one_loop_leaves_the_others_acting(store: AuditStore) -> None:
+    store.pause("security", by="secops-bob", reason="pen test in progress")
+    assert tuple(store.switch_state(Loop.SECURITY)) == (
+        True,
+        "secops-bob",
+        "pen test in progress",
+        "security",
+    )
+    assert not store.switch_state(Loop.RELIABILITY).paused
+    assert not store.switch_state(Loop.RESOURCE).paused
+
+
+def test_pausing_all_pauses_every_loop_and_names_the_global_switch(store: AuditStore) -> None:
+    store.pause("reliability", by="alice", reason="db migration")
+    store.pause("all", by="oncall-bob", reason="change freeze")
+    for loop in Loop:
+        assert store.switch_state(loop) == (True, "oncall-bob", "change freeze", "all")
+
+
+def test_resuming_all_leaves_a_loop_paused_on_its_own_paused(store: AuditStore) -> None:
+    store.pause("reliability", by="alice", reason="db migration")
+    store.pause("all", by="bob")
+    store.resume("all", by="bob")
+    assert store.switch_state(Loop.RELIABILITY) == (True, "alice", "db migration", "reliability")
+    assert not store.switch_state(Loop.SECURITY).paused
+    store.resume("reliability", by="alice")
+    assert not store.switch_state(Loop.RELIABILITY).paused
+    assert [(row.scope, row.paused, row.by) for row in store.switches()] == [
+        ("all", False, "bob"),
+        ("reliability", False, "alice"),
+    ]
+
+
+def test_pulling_and_releasing_a_switch_is_audited_under_the_persons_name(
+    store: AuditStore, clock: FakeClock
+) -> None:
+    store.record(entry(1))
+    store.pause("security", by="secops-bob", reason="pen test")
+    clock.advance(60)
+    store.resume("security", by="secops-alice")
+    events = store.events("governance")
+    assert [(e.seq, e.loop, e.step, e.actor) for e in events] == [
+        (1, Loop.SECURITY, "paused", "secops-bob"),
+        (2, Loop.SECURITY, "resumed", "secops-alice"),
+    ]
+    assert "pen test" in events[0].detail
+    assert events[1].at == START + timedelta(seconds=60)
+    assert store.verify_chain() is None
+
+
+def test_pausing_all_writes_one_audit_event_per_loop(store: AuditStore) -> None:
+    store.pause("all", by="oncall-bob", reason="change freeze")
+    events = store.events("governance")
+    assert [event.loop for event in events] == list(Loop)
+    assert {event.detail for event in events} == {"oncall-bob paused every loop: change freeze"}
+
+
+def test_a_switch_for_a_loop_that_does_not_exist_is_refused(store: AuditStore) -> None:
+    with pytest.raises(ValueError, match="no loop 'billing'"):
+        store.pause("billing", by="alice")
+    assert store.count_events() == 0
+
+
+def test_the_kill_switch_activity_answers_from_the_store(store: AuditStore) -> None:
+    store.pause("reliability", by="alice", reason="db migration")
+    environment = ActivityEnvironment()
+    governance = Governance(store)
+    assert environment.run(governance.kill_switch, KillSwitchQuery(loop=Loop.RELIABILITY)) == (
+        KillSwitchState(paused=True, scope="reliability", by="alice", reason="db migration")
+    )
+    assert not environment.run(governance.kill_switch, KillSwitchQuery(loop=Loop.SECURITY)).paused
 
 
 # --- schema ----------------------------------------------------------------------------

@@ -27,6 +27,8 @@ from suture.models import (
     EvidenceRequest,
     HealthCheck,
     HealthReport,
+    KillSwitchQuery,
+    KillSwitchState,
     LoopResult,
     PlannedAction,
     Rollout,
@@ -48,6 +50,11 @@ class FakeBookkeeping:
     policies: list[Policy]
     claim_granted: bool = True
     claim_refusal: str = "cooldown: acted 2m ago"
+    paused: str | None = None
+    """Scope of a pulled kill switch: ``all`` or a loop's name; None when nothing is paused."""
+    paused_by: str = "oncall-alice"
+    paused_reason: str = "change freeze"
+    switch_reads: list[KillSwitchQuery] = field(default_factory=list)
     calls: list[tuple[str, Any]] = field(default_factory=list)
     journal: Path | None = None
     """When set, every call is also appended to this file: a record that outlives the process."""
@@ -96,7 +103,16 @@ class FakeBookkeeping:
         async def escalate(briefing: Briefing) -> None:
             world.briefings.append(briefing)
 
-        return [select, record, claim, release, close, escalate]
+        @activity.defn(name="governance.kill_switch")
+        async def kill_switch(query: KillSwitchQuery) -> KillSwitchState:
+            world.switch_reads.append(query)
+            if world.paused not in ("all", str(query.loop)):
+                return KillSwitchState(paused=False)
+            return KillSwitchState(
+                paused=True, scope=world.paused, by=world.paused_by, reason=world.paused_reason
+            )
+
+        return [select, record, claim, release, close, escalate, kill_switch]
 
 
 @dataclass
@@ -106,6 +122,8 @@ class FakeWorld(FakeBookkeeping):
     verdicts: list[Verdict] = field(default_factory=lambda: [Verdict.HEALTHY])
     rollout_age: timedelta = timedelta(minutes=3)
     target_missing: bool = False
+    pause_after: str | None = None
+    """Pull the global kill switch as soon as this action activity has run."""
 
     def activities(self) -> list[Any]:
         world = self
@@ -166,6 +184,8 @@ class FakeWorld(FakeBookkeeping):
             @activity.defn(name=name)
             async def do(snapshot: Snapshot) -> ActionOutcome:
                 world.note(name, snapshot)
+                if name == world.pause_after:
+                    world.paused = "all"
                 return ActionOutcome(action=snapshot.action, changed=True, detail=f"{name} done")
 
             return do
