@@ -143,8 +143,9 @@ class Stack:
 
     async def _start(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(self.dev.start)
+        # Each stop is registered before its start, so an interrupted start still cleans up.
         self._stops.append(lambda: asyncio.to_thread(self.dev.stop))
+        await asyncio.to_thread(self.dev.start)
         self.client = await connect(self.dev.address)
         self.escalations.start()
         self._stops.append(lambda: asyncio.to_thread(self.escalations.stop))
@@ -168,14 +169,14 @@ class Stack:
         self.monitoring = Monitoring(
             self.state_dir / "monitoring", f"{self.ingress_url}/alerts/alertmanager", self.token
         )
-        await asyncio.to_thread(self.monitoring.start)
         self._stops.append(lambda: asyncio.to_thread(self.monitoring.stop))
+        await asyncio.to_thread(self.monitoring.start)
         if self.with_aws:
             from sandbox.aws import MotoSandbox
 
             self.aws = MotoSandbox()
-            await asyncio.to_thread(self.aws.start)
             self._stops.append(lambda: asyncio.to_thread(self.aws.stop))
+            await asyncio.to_thread(self.aws.start)
 
     async def _start_worker(self) -> None:
         from workers.runtime import activity_providers, aws_containment

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import resource
+import signal
 import sys
 from collections.abc import Callable
 from datetime import timedelta
@@ -65,7 +66,12 @@ def _logging() -> None:
 
 
 def _run(work: Callable[[], Any]) -> Any:
-    """Call ``work`` (running it to completion when it returns a coroutine)."""
+    """Call ``work`` (running it to completion when it returns a coroutine).
+
+    SIGTERM is treated like Ctrl-C, so a stopped demo or drill still stops the
+    servers it started instead of leaving them behind.
+    """
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         outcome = work()
         if asyncio.iscoroutine(outcome):
