@@ -67,6 +67,22 @@ async def result_of(stack: Stack, workflow_id: str) -> LoopResult:
     return await asyncio.wait_for(handle.result(), RUN_TIMEOUT_S)
 
 
+async def opened_by_deployer(
+    stack: Stack, aws: MotoSandbox, estate: AwsEstate, group: str, port: int, cidr: str
+) -> LoopResult:
+    """The deployer opens ``port`` of ``group`` to ``cidr`` from the office; the run that follows."""
+    deployer = aws.user_actor(estate, estate.deployer, estate.users[estate.deployer][1])
+    opened = await call(
+        aws,
+        deployer,
+        "ec2",
+        "AuthorizeSecurityGroupIngress",
+        params={"GroupId": group, "IpPermissions": [ingress_permission(port, cidr)]},
+        source_ip=OFFICE[0],
+    )
+    return await result_of(stack, await report(stack, opened))
+
+
 @contextlib.asynccontextmanager
 async def keeps_calling(aws: MotoSandbox, actor: Actor, seen: list[dict[str, Any]]) -> Any:
     """The intruder goes on using the key every half second while the block runs."""
@@ -140,16 +156,7 @@ async def open_ssh_ingress(stack: Stack) -> DrillResult:
     aws, estate = await seeded(stack, "open-ssh")
     web = estate.groups["web"]
     before = await asyncio.to_thread(aws.ingress_rules, web)
-    deployer = aws.user_actor(estate, estate.deployer, estate.users[estate.deployer][1])
-    opened = await call(
-        aws,
-        deployer,
-        "ec2",
-        "AuthorizeSecurityGroupIngress",
-        params={"GroupId": web, "IpPermissions": [ingress_permission(22, "0.0.0.0/0")]},
-        source_ip=OFFICE[0],
-    )
-    run = await result_of(stack, await report(stack, opened))
+    run = await opened_by_deployer(stack, aws, estate, web, 22, "0.0.0.0/0")
     after = await asyncio.to_thread(aws.ingress_rules, web)
     checks = {
         "one revocation of that rule": [(a.type, a.target) for a in run.actions]
@@ -237,16 +244,7 @@ async def public_bucket(stack: Stack) -> DrillResult:
 async def benign_change(stack: Stack) -> DrillResult:
     aws, estate = await seeded(stack, "benign")
     db = estate.groups["db"]
-    deployer = aws.user_actor(estate, estate.deployer, estate.users[estate.deployer][1])
-    opened = await call(
-        aws,
-        deployer,
-        "ec2",
-        "AuthorizeSecurityGroupIngress",
-        params={"GroupId": db, "IpPermissions": [ingress_permission(5432, "10.20.0.0/16")]},
-        source_ip=OFFICE[0],
-    )
-    run = await result_of(stack, await report(stack, opened))
+    run = await opened_by_deployer(stack, aws, estate, db, 5432, "10.20.0.0/16")
     checks = {
         "no action": run.actions == [],
         "the new rule stays": ("tcp", 5432, 5432, "10.20.0.0/16")
