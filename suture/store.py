@@ -498,6 +498,36 @@ class AuditStore:
 
         return self._write(release_lock)
 
+    def lock_holder(self, target: str) -> str | None:
+        """The workflow holding ``target``'s lock, if any."""
+        with self._reads() as session:
+            lock = session.get(TargetLock, target)
+            return lock.holder if lock is not None else None
+
+    def break_lock(self, target: str, by: str, reason: str = "") -> str | None:
+        """Take ``target``'s lock from its holder (a run that was terminated never releases it).
+
+        Keeps the cooldown stamp and audits the break under ``by``. Returns the
+        workflow the lock was taken from, or None when nobody held it.
+        """
+
+        def take(session: Session) -> str | None:
+            lock = session.get(TargetLock, target, with_for_update=True)
+            if lock is None or lock.holder is None:
+                return None
+            holder, lock.holder, lock.acquired_at = lock.holder, None, None
+            self._governance_event(
+                session,
+                _loop_of(holder),
+                f"lock {target}",
+                "lock_broken",
+                f"{by} took the lock of {target} from {holder}" + (f": {reason}" if reason else ""),
+                by,
+            )
+            return holder
+
+        return self._write(take)
+
     # --- kill switch ------------------------------------------------------------------
 
     def pause(self, scope: str, by: str, reason: str = "") -> None:
@@ -551,27 +581,33 @@ class AuditStore:
                 session.add(row)
             row.paused, row.by, row.reason, row.at = paused, by, reason, now
             # One event per loop affected, so each loop's trail shows the switch.
-            self._chain_head(session)  # the chain lock, taken before reading the next seq
-            seq = session.scalar(
-                select(func.coalesce(func.max(AuditEvent.seq), 0)).where(AuditEvent.workflow_id == GOVERNANCE)
-            )
             verb = "paused" if paused else "resumed"
             which = "every loop" if scope == ALL_LOOPS else f"the {scope} loop"
             detail = f"{by} {verb} {which}" + (f": {reason}" if reason else "")
-            for offset, loop in enumerate(Loop if scope == ALL_LOOPS else [Loop(scope)], start=1):
-                entry = AuditEntry(
-                    workflow_id=GOVERNANCE,
-                    seq=(seq or 0) + offset,
-                    loop=loop,
-                    subject=f"kill switch {scope}",
-                    step=verb,
-                    detail=detail,
-                    actor=by,
-                    at=now,
-                )
-                self._append(session, entry)
+            for loop in Loop if scope == ALL_LOOPS else [Loop(scope)]:
+                self._governance_event(session, loop, f"kill switch {scope}", verb, detail, by)
 
         self._write(flip)
+
+    def _governance_event(
+        self, session: Session, loop: Loop, subject: str, step: str, detail: str, by: str
+    ) -> None:
+        """Audit a person's act on suture itself, numbered on after the last one."""
+        self._chain_head(session)  # the chain lock, taken before reading the next seq
+        seq = session.scalar(
+            select(func.coalesce(func.max(AuditEvent.seq), 0)).where(AuditEvent.workflow_id == GOVERNANCE)
+        )
+        entry = AuditEntry(
+            workflow_id=GOVERNANCE,
+            seq=(seq or 0) + 1,
+            loop=loop,
+            subject=subject,
+            step=step,
+            detail=detail,
+            actor=by,
+            at=self._clock(),
+        )
+        self._append(session, entry)
 
     # --- plumbing ------------------------------------------------------------------
 
@@ -594,6 +630,12 @@ class AuditStore:
             session.add(head)
             session.flush()
         return head
+
+
+def _loop_of(workflow_id: str) -> Loop:
+    """The loop a run belongs to, from its ID (``reliability-…``, ``security-…``)."""
+    prefix = workflow_id.split("-", 1)[0]
+    return Loop(prefix) if prefix in {str(loop) for loop in Loop} else Loop.RELIABILITY
 
 
 def alembic_config(url: str | URL) -> Any:

@@ -373,6 +373,46 @@ def policy_check(files: Annotated[list[Path], typer.Argument(help="Policy YAML f
             console.print(f"{path}: {policy.name} ({policy.loop}, {policy.mode}) version {policy.version}")
 
 
+@app.command()
+def unlock(
+    target: Annotated[str, typer.Argument(help="The locked target, e.g. shop/checkout.")],
+    as_: Annotated[str, typer.Option("--as", help="Your name, for the audit trail.")],
+    reason: Annotated[str, typer.Option(help="Why.")] = "",
+    force: Annotated[bool, typer.Option(help="Take the lock even from a run still open.")] = False,
+) -> None:
+    """Release a target's lock left by a run that was terminated (it never released it)."""
+    from suture.store import AuditStore
+
+    store = AuditStore.create(_settings().db_url)
+    holder = store.lock_holder(target)
+    if holder is None:
+        console.print(f"{target} is not locked")
+        return
+    if not force:
+        _run(lambda: _refuse_if_open(holder))
+    store.break_lock(target, as_, reason)
+    console.print(f"lock of {target} taken from {holder} by {as_}")
+
+
+async def _refuse_if_open(workflow_id: str) -> None:
+    """A lock held by a run still open is released by that run; taking it would let two act."""
+    from temporalio.client import WorkflowExecutionStatus
+    from temporalio.service import RPCError, RPCStatusCode
+
+    client = await _client(_settings())
+    try:
+        description = await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return
+        raise SutureError(f"cannot tell whether {workflow_id} is still open: {error.message}") from None
+    if description.status == WorkflowExecutionStatus.RUNNING:
+        raise SutureError(
+            f"{workflow_id} is still open and holds the lock; it releases it when it closes "
+            "(--force takes it anyway)"
+        )
+
+
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Check the audit hash chain."""

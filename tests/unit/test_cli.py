@@ -23,6 +23,7 @@ COMMANDS = [
     ["approve"],
     ["reject"],
     ["undo"],
+    ["unlock"],
     ["pause"],
     ["resume"],
     ["report"],
