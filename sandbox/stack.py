@@ -202,14 +202,14 @@ class Stack:
 
     async def _start_ingress(self) -> None:
         from workers.ingress import create_app, serve
-        from workers.runtime import _extra_routers
+        from workers.runtime import ingress_routers
 
         client = self.client
 
         async def provider() -> Client:
             return client
 
-        app = create_app(provider, self.token, self.task_queue, routers=_extra_routers())
+        app = create_app(provider, self.token, self.task_queue, routers=ingress_routers())
         started = asyncio.Event()
         task = asyncio.create_task(serve(app, LOOPBACK, self.ingress_port, started=started))
         await asyncio.wait_for(started.wait(), 15)

@@ -42,6 +42,9 @@ console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 errors = Console(stderr=True, soft_wrap=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+WaitingRun = Annotated[str, typer.Argument(help="Workflow ID of the waiting run.")]
+ApproverName = Annotated[str, typer.Option("--as", help="Your name, as the policy lists it.")]
+Note = Annotated[str, typer.Option(help="Why.")]
 
 
 @app.callback()
@@ -240,9 +243,9 @@ def _decide(verb: str, run: str, name: str, note: str) -> None:
 
 @app.command()
 def approve(
-    run: Annotated[str, typer.Argument(help="Workflow ID of the waiting run.")],
-    as_: Annotated[str, typer.Option("--as", help="Your name, as the policy lists it.")],
-    note: Annotated[str, typer.Option(help="Why.")] = "",
+    run: WaitingRun,
+    as_: ApproverName,
+    note: Note = "",
 ) -> None:
     """Approve a supervised action."""
     _decide("approve", run, as_, note)
@@ -250,9 +253,9 @@ def approve(
 
 @app.command()
 def reject(
-    run: Annotated[str, typer.Argument(help="Workflow ID of the waiting run.")],
-    as_: Annotated[str, typer.Option("--as", help="Your name, as the policy lists it.")],
-    note: Annotated[str, typer.Option(help="Why.")] = "",
+    run: WaitingRun,
+    as_: ApproverName,
+    note: Note = "",
 ) -> None:
     """Reject a supervised action; nothing is done."""
     _decide("reject", run, as_, note)
@@ -261,8 +264,8 @@ def reject(
 @app.command()
 def undo(
     run: Annotated[str, typer.Argument(help="Workflow ID of a finished run.")],
-    as_: Annotated[str, typer.Option("--as", help="Your name, as the policy lists it.")],
-    note: Annotated[str, typer.Option(help="Why.")] = "",
+    as_: ApproverName,
+    note: Note = "",
 ) -> None:
     """Undo what a finished run did (its compensations), audited under your name."""
     from workers.approvals import order_undo

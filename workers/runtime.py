@@ -99,7 +99,7 @@ async def run_ingress(
 
     provider = LazyClient(lambda: connect_settings(settings))
     app = create_app(
-        provider, settings.webhook_token, settings.task_queue, insecure=insecure, routers=_extra_routers()
+        provider, settings.webhook_token, settings.task_queue, insecure=insecure, routers=ingress_routers()
     )
     host, port = host or settings.ingress_host, port or settings.ingress_port
     tasks = [asyncio.create_task(serve(app, host, port))]
@@ -132,7 +132,8 @@ async def run_up(settings: Settings, *, sandbox: bool, ui_port: int, say: Say) -
         await _until_stopped()
 
 
-def _extra_routers() -> list[Any]:
+def ingress_routers() -> list[Any]:
+    """Routes the ingress serves beside the Alertmanager webhook, for every process that runs one."""
     from workers.aws_events import aws_router
 
     return [aws_router()]
