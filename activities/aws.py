@@ -40,7 +40,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from policies.registry import PublicAccessBlockParams
-from policies.security import (
+from policies.targets import (
     AccessKeyRef,
     BucketRef,
     IngressRuleRef,

@@ -12,9 +12,7 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
@@ -23,13 +21,11 @@ from pydantic import (
 )
 
 from policies.durations import Seconds
+from policies.schema import ActionStep, Approval, PolicyModel
+from policies.security_policy import SecurityPolicy
 from suture.models import HealthCheck, Loop, Mode
 
 _CONDITION = re.compile(r"^\s*(<=|>=|==|!=|<|>)\s*(-?\d+(?:\.\d+)?(?:[eE]-?\d+)?)\s*$")
-
-
-class PolicyModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class Match(PolicyModel):
@@ -51,13 +47,6 @@ class Signature(PolicyModel):
     confidence: float = Field(ge=0.0, le=1.0)
     recent_rollout_within: Seconds | None = None
     description: str = ""
-
-
-class ActionStep(PolicyModel):
-    """One action of the ordered list, validated against the registry by the loader."""
-
-    type: str
-    params: dict[str, Any] = {}
 
 
 class Verification(PolicyModel):
@@ -84,13 +73,6 @@ class Verification(PolicyModel):
             threshold=float(found.group(2)),
             max_staleness_s=self.max_staleness,
         )
-
-
-class Approval(PolicyModel):
-    """Who may approve a supervised action and how long to wait before escalating."""
-
-    approvers: list[str] = Field(min_length=1)
-    timeout: Seconds = 3600.0
 
 
 class TargetRule(PolicyModel):
@@ -123,9 +105,6 @@ class ReliabilityPolicy(PolicyModel):
         if self.mode == Mode.SUPERVISED and self.approval is None:
             raise ValueError("mode 'supervised' needs an 'approval' block with approvers")
         return self
-
-
-from policies.security import SecurityPolicy  # noqa: E402  (it builds on the pieces above)
 
 
 def _policy_kind(value: Any) -> str:

@@ -32,23 +32,21 @@ from temporalio.exceptions import ActivityError
 from workflows.loop import VERIFY, Paused, RemediationLoop
 
 with workflow.unsafe.imports_passed_through():
-    from policies.models import PolicyQuery, PolicySelection
-    from policies.security import (
-        CONTAINMENT_SCOPE_INDEX,
-        ContainmentPlan,
+    from policies.containment import ContainmentPlan, plan_containment
+    from policies.detection import (
         Finding,
-        SecurityPolicy,
-        SignalType,
         assess_bucket,
         assess_credential,
         assess_ingress,
         assess_policy_attachment,
         labels_of,
         needs_baseline,
-        plan_containment,
         policy_needing_document,
         signal_of,
     )
+    from policies.models import PolicyQuery, PolicySelection
+    from policies.scope import CONTAINMENT_SCOPE_INDEX, SignalType
+    from policies.security_policy import SecurityPolicy
     from suture.identity import security_subject
     from suture.models import (
         AwsEvent,

@@ -14,7 +14,7 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.aws import AwsContainment
-from policies.security import AccessKeyRef, BucketRef, IngressRuleRef, PolicyAttachmentRef, TargetRef
+from policies.targets import AccessKeyRef, BucketRef, IngressRuleRef, PolicyAttachmentRef, TargetRef
 from sandbox.aws import SANDBOX_ACCOUNT, AwsEstate, MotoSandbox
 from suture.models import (
     ContainmentCheck,

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from policies.security import Detection, SignalType, assess_credential, signal_of
+from policies.detection import assess_credential, signal_of
+from policies.scope import SignalType
+from policies.security_policy import Detection
 from sandbox.aws import Actor, AwsEstate, MotoSandbox, envelope
 from sandbox.bench_containment import (
     containment_seconds,

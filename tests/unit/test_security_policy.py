@@ -8,24 +8,22 @@ from typing import Any
 
 import pytest
 
-from policies.loading import default_policy_dir, load_policy_file
-from policies.models import PolicyFile, PolicySelection
-from policies.registry import action_spec
-from policies.security import (
-    CONTAINMENT_SCOPE_INDEX,
-    Detection,
-    IngressRuleRef,
-    SecurityPolicy,
-    SignalType,
+from policies.containment import plan_containment
+from policies.detection import (
     assess_bucket,
     assess_credential,
     assess_ingress,
     assess_policy_attachment,
     is_admin_equivalent,
     labels_of,
-    plan_containment,
     signal_of,
 )
+from policies.loading import default_policy_dir, load_policy_file
+from policies.models import PolicyFile, PolicySelection
+from policies.registry import action_spec
+from policies.scope import CONTAINMENT_SCOPE_INDEX, SignalType
+from policies.security_policy import Detection, SecurityPolicy
+from policies.targets import IngressRuleRef
 from suture.errors import PolicyError
 from suture.identity import security_subject, security_workflow_id
 from suture.models import AwsEvent, AwsPrincipal, CredentialActivity, Mode
