@@ -37,6 +37,7 @@ import yaml
 
 from sandbox.ports import LOOPBACK, free_port
 from suture.errors import ConfigError, SutureError
+from workers.child_processes import start_child
 
 PROMETHEUS_ENV = "SUTURE_PROMETHEUS_BIN"
 ALERTMANAGER_ENV = "SUTURE_ALERTMANAGER_BIN"
@@ -79,7 +80,8 @@ class _Process:
 
     def start(self, args: list[str]) -> None:
         self.log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
+        # Ends with the process that runs the sandbox, even when that one is SIGKILLed.
+        self.process = start_child(
             [self.binary, *args], stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
 

@@ -7,7 +7,8 @@ state directory, so runs survive a restart of the stack. suture's search
 attributes are registered by the server itself at launch (``--search-attribute``,
 idempotent across restarts of the same database), and :meth:`DevServer.start`
 returns only once a client can connect and sees them, so callers never race the
-server's start-up.
+server's start-up. The server is terminated when the process that started it
+dies, even by SIGKILL (see :mod:`workers.child_processes`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from temporalio.client import Client
 
 from suture import search_attributes
 from suture.errors import SutureError
+from workers.child_processes import start_child
 
 DEFAULT_UI_PORT = 8233
 """The UI port ``suture up`` uses, the same as a stand-alone ``temporal server start-dev``."""
@@ -160,7 +162,7 @@ class DevServer:
         command = self.command()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("wb")
-        self._process = subprocess.Popen(
+        self._process = start_child(
             command, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
         )
         try:
