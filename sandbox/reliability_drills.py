@@ -18,7 +18,7 @@ from sandbox.drill import DRILLS, DrillResult, drill
 from sandbox.model import Behaviour, ServiceSpec
 from sandbox.results import drill_result
 from sandbox.stack import Stack
-from suture.models import ApprovalDecision, LoopResult
+from suture.models import ApprovalAnswer, ApprovalDecision, LoopResult
 from workers.approvals import decide
 
 NAMESPACE = "shop"
@@ -126,7 +126,9 @@ async def saturated_service(
     handle = await stack.run_for("SandboxSaturation", NAMESPACE, service)
     if approver is not None:
         await _until_pending(stack, handle.id)
-        await decide(stack.client, handle.id, "approve", ApprovalDecision(approver=approver, note="drill"))
+        await decide(
+            stack.client, handle.id, ApprovalAnswer.APPROVE, ApprovalDecision(approver=approver, note="drill")
+        )
     run = await asyncio.wait_for(handle.result(), RUN_TIMEOUT_S)
     replicas = stack.estate.replicas(NAMESPACE, service)
     checks = {"waited for a human": any(a.mode == "supervised" for a in run.actions) or run.actions == []}

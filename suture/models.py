@@ -14,6 +14,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+MAX_NAME = 64
+"""Longest person name accepted in a signal, an update or a CLI ``--as``."""
+MAX_NOTE = 2000
+"""Longest free-text note a human attaches to a decision."""
+
 
 class Contract(BaseModel):
     """Base for every payload: unknown fields are refused, never dropped silently."""
@@ -102,8 +107,47 @@ class ReliabilityLoopInput(Contract):
 class ApprovalDecision(Contract):
     """Payload of the ``approve`` and ``reject`` signals."""
 
-    approver: str = Field(min_length=1)
-    note: str = ""
+    approver: str = Field(min_length=1, max_length=MAX_NAME)
+    note: str = Field(default="", max_length=MAX_NOTE)
+
+
+class ApprovalAnswer(StrEnum):
+    """How a wait for approval ended."""
+
+    APPROVE = "approve"
+    REJECT = "reject"
+    TIMEOUT = "timeout"
+    CLEARED = "cleared"
+    """The condition that started the run went away before anyone answered."""
+
+
+class ApprovalRequest(Contract):
+    """Argument of the ``decide`` update: an approval or rejection answered at once."""
+
+    answer: ApprovalAnswer
+    approver: str = Field(min_length=1, max_length=MAX_NAME)
+    note: str = Field(default="", max_length=MAX_NOTE)
+
+    def decision(self) -> ApprovalDecision:
+        return ApprovalDecision(approver=self.approver, note=self.note)
+
+
+class ApprovalReceipt(Contract):
+    """What the ``decide`` update answers once the run has taken the decision."""
+
+    workflow_id: str
+    answer: ApprovalAnswer
+    approver: str
+    policy: str | None = None
+
+
+class Step(StrEnum):
+    """Where a run is; also the ``step`` of the audit entries it writes."""
+
+    STARTING = "starting"
+    AWAITING_APPROVAL = "awaiting_approval"
+    VERIFYING = "verifying"
+    CLOSED = "closed"
 
 
 # --- detect and diagnose ----------------------------------------------------------
@@ -288,6 +332,8 @@ class LoopResult(Contract):
     received_at: datetime | None = None
     undo: list[Snapshot] = []
     """Compensations still available, newest last: what ``suture undo`` would run."""
+    undo_approvers: list[str] = []
+    """Who may order ``undo``: the approvers of the policy pinned when the run started."""
 
 
 class LoopStatus(Contract):
@@ -304,14 +350,37 @@ class LoopStatus(Contract):
 
 
 class UndoRequest(Contract):
-    """A human orders the compensations a finished run left in place."""
+    """A human orders the compensations a finished run left in place.
 
+    Only the run's ID, the person and a note come from the caller: what to undo
+    and who may order it are read from the finished run itself, inside Temporal.
+    """
+
+    run_workflow_id: str = Field(min_length=1, max_length=1000)
+    requested_by: str = Field(min_length=1, max_length=MAX_NAME)
+    note: str = Field(default="", max_length=MAX_NOTE)
+
+
+class RunRef(Contract):
+    workflow_id: str
+
+
+class FinishedRun(Contract):
+    """A run as Temporal keeps it once closed: its type, status and (if completed) result."""
+
+    workflow_id: str
+    workflow_type: str = ""
+    status: str
+    result: LoopResult | None = None
+
+
+class UndoReceipt(Contract):
+    """What the ``authorisation`` update of an undo answers once authority is checked."""
+
+    workflow_id: str
     run_workflow_id: str
-    loop: Loop
-    subject: str
-    requested_by: str = Field(min_length=1)
-    note: str = ""
-    undo: list[Snapshot]
+    requested_by: str
+    actions: list[str]
 
 
 # --- security loop ------------------------------------------------------------------

@@ -1,23 +1,32 @@
 """What a human does to a run: list what waits, approve, reject, order an undo.
 
-The same signals work from the Temporal CLI (``temporal workflow signal --name
-approve``); these helpers add the checks a person wants before sending one: the
-run exists, it is waiting, the name is one the policy lists. The workflow checks
-the approver again and audits anyone it ignores, so a raw signal is just as safe.
+Approvals go through each run's ``decide`` update, so the caller hears at once
+whether the run took the answer or why it refused it; the decision is the
+run's, made against the policy it pinned. The raw ``approve``/``reject`` signals
+still work from the Temporal CLI and are checked the same way inside the run,
+which audits whatever it ignores. An undo is decided inside ``UndoRun``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from policies.loading import load_policies
 from suture import search_attributes as sa
 from suture.errors import SutureError
-from suture.models import ApprovalDecision, LoopResult, LoopStatus, UndoRequest
+from suture.models import (
+    ApprovalAnswer,
+    ApprovalDecision,
+    ApprovalReceipt,
+    ApprovalRequest,
+    UndoReceipt,
+    UndoRequest,
+)
 from workflows.undo import UndoRun, undo_workflow_id
 
 
@@ -48,73 +57,74 @@ async def pending_runs(client: Client) -> list[PendingRun]:
     return runs
 
 
-async def decide(client: Client, workflow_id: str, verb: str, decision: ApprovalDecision) -> LoopStatus:
-    """Send ``approve`` or ``reject`` to a waiting run.
+async def decide(client: Client, workflow_id: str, answer: ApprovalAnswer, decision: ApprovalDecision) -> str:
+    """Approve or reject a waiting run through its ``decide`` update; returns the run's policy.
+
+    The run itself checks, against the policy it pinned when it started, that it is
+    waiting and that the name is one of its approvers, and refuses otherwise.
 
     Raises:
-        SutureError: when the run does not exist, is not waiting, or the name is not an approver.
+        SutureError: the run does not exist or is closed, or it refused the answer (with its reason).
     """
     handle = client.get_workflow_handle(workflow_id)
+    request = ApprovalRequest(answer=answer, approver=decision.approver, note=decision.note)
     try:
-        status: LoopStatus = await handle.query("status", result_type=LoopStatus)
+        receipt = await handle.execute_update("decide", request, result_type=ApprovalReceipt)
+    except WorkflowUpdateFailedError as error:
+        raise SutureError(f"run {workflow_id} refused: {_message(error)}") from None
     except RPCError as error:
-        raise SutureError(f"no run {workflow_id!r} to {verb}: {error.message}") from None
-    if not status.pending_approval:
-        raise SutureError(f"run {workflow_id} is not waiting for approval (it is at step {status.step!r})")
-    if decision.approver not in status.approvers:
-        raise SutureError(
-            f"{decision.approver!r} is not an approver of run {workflow_id} "
-            f"(its policy {status.policy!r} lists {', '.join(status.approvers)})"
-        )
-    await handle.signal(verb, decision)
-    return status
+        raise SutureError(f"cannot {answer} run {workflow_id}: {error.message}") from None
+    return receipt.policy or ""
 
 
-async def order_undo(
-    client: Client, workflow_id: str, requested_by: str, note: str, policy_dirs: list
-) -> str:
-    """Start the undo of a finished run's remaining actions; returns the undo run's ID.
+async def order_undo(client: Client, workflow_id: str, requested_by: str, note: str) -> str:
+    """Start the undo of a finished run and wait until the run's authority is checked.
+
+    Returns the undo run's ID. Authority is decided inside Temporal by ``UndoRun``
+    from the finished run's own result, never from local policy files.
 
     Raises:
-        SutureError: when the run is not finished, has nothing to undo, or the
-            person is not an approver of the policy the run used.
+        SutureError: the undo was refused (with the reason), or has already been ordered.
     """
-    handle = client.get_workflow_handle(workflow_id, result_type=LoopResult)
+    undo_id = undo_workflow_id(workflow_id)
+    request = UndoRequest(run_workflow_id=workflow_id, requested_by=requested_by, note=note)
     try:
-        description = await handle.describe()
+        handle = await client.start_workflow(
+            UndoRun.run,
+            request,
+            id=undo_id,
+            task_queue=await _task_queue_of(client, workflow_id),
+            # A refused attempt fails; it must not stand in the way of an authorised one.
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+        )
+    except WorkflowAlreadyStartedError:
+        raise SutureError(await _already_ordered(client, undo_id, workflow_id)) from None
+    try:
+        await handle.execute_update("authorisation", result_type=UndoReceipt)
+    except WorkflowUpdateFailedError as error:
+        raise SutureError(_message(error)) from None
+    return undo_id
+
+
+async def _task_queue_of(client: Client, workflow_id: str) -> str:
+    try:
+        description = await client.get_workflow_handle(workflow_id).describe()
     except RPCError as error:
         raise SutureError(f"no run {workflow_id!r}: {error.message}") from None
     if description.status != WorkflowExecutionStatus.COMPLETED:
         state = description.status.name if description.status else "unknown"
-        raise SutureError(f"run {workflow_id} has not completed (status {state})")
-    result = await handle.result()
-    if not result.undo:
-        raise SutureError(f"run {workflow_id} left nothing to undo (outcome {result.outcome})")
-    _check_may_undo(result, requested_by, policy_dirs)
-    undo_id = undo_workflow_id(workflow_id)
-    await client.start_workflow(
-        UndoRun.run,
-        UndoRequest(
-            run_workflow_id=workflow_id,
-            loop=result.loop,
-            subject=result.subject,
-            requested_by=requested_by,
-            note=note,
-            undo=result.undo,
-        ),
-        id=undo_id,
-        task_queue=description.task_queue,
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-    )
-    return undo_id
+        raise SutureError(f"run {workflow_id} has not completed (status {state}); nothing to undo yet")
+    return description.task_queue
 
 
-def _check_may_undo(result: LoopResult, person: str, policy_dirs: list) -> None:
-    policies = {policy.name: policy for policy in load_policies(policy_dirs)}
-    policy = policies.get(result.policy or "")
-    approvers = policy.approval.approvers if policy and policy.approval else []
-    if person not in approvers:
-        raise SutureError(
-            f"{person!r} may not undo run {result.workflow_id}: policy {result.policy!r} lists "
-            f"approvers {approvers or 'none'}"
-        )
+async def _already_ordered(client: Client, undo_id: str, workflow_id: str) -> str:
+    description = await client.get_workflow_handle(undo_id).describe()
+    state = description.status.name.lower() if description.status else "open"
+    return f"the undo of {workflow_id} was already ordered ({undo_id}, {state}); it undoes once"
+
+
+def _message(error: WorkflowUpdateFailedError) -> str:
+    cause: Any = error.cause
+    while getattr(cause, "cause", None) is not None and not getattr(cause, "message", ""):
+        cause = cause.cause
+    return getattr(cause, "message", "") or str(cause or error)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from pydantic import BaseModel, ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
@@ -29,7 +30,10 @@ with workflow.unsafe.imports_passed_through():
     from suture.models import (
         ActionOutcome,
         ActionRecord,
+        ApprovalAnswer,
         ApprovalDecision,
+        ApprovalReceipt,
+        ApprovalRequest,
         AuditEntry,
         Briefing,
         Evidence,
@@ -44,11 +48,13 @@ with workflow.unsafe.imports_passed_through():
         Outcome,
         PlannedAction,
         Snapshot,
+        Step,
         Timeline,
         Verdict,
     )
 
 ResultT = TypeVar("ResultT")
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 QUICK = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_interval=timedelta(seconds=5))
 ACTION = RetryPolicy(
@@ -59,6 +65,8 @@ ACTION = RetryPolicy(
 )
 VERIFY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
 MAX_EVIDENCE = 200
+MAX_IGNORED_SIGNALS = 50
+"""Malformed signals kept for the audit trail; a flood beyond this is counted, not kept."""
 BOOKKEEPING = frozenset(
     {
         "audit.record",
@@ -95,7 +103,7 @@ class RemediationLoop:
     loop: Loop
 
     def __init__(self) -> None:
-        self.step = "starting"
+        self.step: str = Step.STARTING
         self.subject = ""
         self.mode: Mode | None = None
         self.policy_name: str | None = None
@@ -104,9 +112,12 @@ class RemediationLoop:
         self.timeline = Timeline()
         self.actions: list[ActionRecord] = []
         self.saga: list[_Compensation] = []
-        self.decision: tuple[str, ApprovalDecision] | None = None
+        self.decision: tuple[ApprovalAnswer, ApprovalDecision] | None = None
         self.approval_policy: Approval | None = None
+        self.pinned_approvers: list[str] = []
         self.ignored_approvers: list[str] = []
+        self.ignored_signals: list[str] = []
+        self.ignored_signal_overflow = 0
         self.human_touched = False
         self.approver: str | None = None
         self.signal_cleared = False
@@ -114,13 +125,46 @@ class RemediationLoop:
 
     # --- signals and queries ----------------------------------------------------
 
-    @workflow.signal
-    def approve(self, decision: ApprovalDecision) -> None:
-        self._receive_decision("approve", decision)
+    # Signal handlers take their payloads raw and decode them here: a signal sent
+    # without input, with ``null`` or with the wrong shape would otherwise fail
+    # every workflow task of the run and hang it for good. A payload that does not
+    # decode is recorded as ignored and audited; the run carries on.
 
     @workflow.signal
-    def reject(self, decision: ApprovalDecision) -> None:
-        self._receive_decision("reject", decision)
+    def approve(self, *payload: Any) -> None:
+        decision = self.decode_signal("approve", ApprovalDecision, payload)
+        if decision is not None:
+            self._receive_decision(ApprovalAnswer.APPROVE, decision)
+
+    @workflow.signal
+    def reject(self, *payload: Any) -> None:
+        decision = self.decode_signal("reject", ApprovalDecision, payload)
+        if decision is not None:
+            self._receive_decision(ApprovalAnswer.REJECT, decision)
+
+    @workflow.update(name="decide")
+    def decide_now(self, request: ApprovalRequest) -> ApprovalReceipt:
+        """Approve or reject with an immediate answer (``suture approve``/``reject``).
+
+        The validator refuses, before anything is written to the history, an
+        answer that is not approve/reject, a run that is not waiting, and a name
+        the pinned policy does not list; the caller sees the reason at once.
+        """
+        self._receive_decision(request.answer, request.decision())
+        return ApprovalReceipt(
+            workflow_id=workflow.info().workflow_id,
+            answer=request.answer,
+            approver=request.approver,
+            policy=self.policy_name,
+        )
+
+    @decide_now.validator
+    def _validate_decision(self, request: ApprovalRequest) -> None:
+        if request.answer not in (ApprovalAnswer.APPROVE, ApprovalAnswer.REJECT):
+            raise ValueError(f"answer must be approve or reject, not {request.answer}")
+        refusal = self._refusal(request.approver)
+        if refusal is not None:
+            raise ValueError(refusal)
 
     @workflow.query
     def status(self) -> LoopStatus:
@@ -129,18 +173,59 @@ class RemediationLoop:
             mode=self.mode,
             policy=self.policy_name,
             evidence=self.evidence[-20:],
-            pending_approval=self.step == "awaiting_approval",
+            pending_approval=self.step == Step.AWAITING_APPROVAL,
             ignored_approvers=self.ignored_approvers,
             approvers=self.approval_policy.approvers if self.approval_policy else [],
         )
 
-    def _receive_decision(self, verb: str, decision: ApprovalDecision) -> None:
+    def _refusal(self, approver: str) -> str | None:
+        """Why ``approver`` may not answer now, or None when they may."""
+        if self.decision is not None:
+            return f"the run has already been answered by {self.decision[1].approver}"
+        if self.step != Step.AWAITING_APPROVAL:
+            return f"the run is not waiting for approval (it is at step {self.step!r})"
         allowed = self.approval_policy.approvers if self.approval_policy else []
-        if self.step != "awaiting_approval" or decision.approver not in allowed:
+        if approver not in allowed:
+            return (
+                f"{approver!r} is not an approver of this run (its policy {self.policy_name!r} "
+                f"lists {', '.join(allowed) or 'nobody'})"
+            )
+        return None
+
+    def _receive_decision(self, answer: ApprovalAnswer, decision: ApprovalDecision) -> None:
+        allowed = self.approval_policy.approvers if self.approval_policy else []
+        if self.step != Step.AWAITING_APPROVAL or decision.approver not in allowed:
             self.ignored_approvers.append(decision.approver)
             return
-        if self.decision is None:
-            self.decision = (verb, decision)
+        if self.decision is None:  # the first listed answer wins; later ones change nothing
+            self.decision = (answer, decision)
+
+    def decode_signal(self, name: str, model: type[ModelT], payload: tuple[Any, ...]) -> ModelT | None:
+        """The signal's one argument as ``model``, or None (recorded as ignored) when it is not one."""
+        if len(payload) != 1:
+            self._ignore_signal(name, f"expected one argument, got {len(payload)}")
+            return None
+        try:
+            return model.model_validate(payload[0])
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in item['loc']) or 'payload'}: {item['msg']}"
+                for item in error.errors(include_url=False, include_input=False)[:3]
+            )
+            self._ignore_signal(name, f"not a valid {model.__name__} ({problems})")
+            return None
+
+    def _ignore_signal(self, name: str, reason: str) -> None:
+        if len(self.ignored_signals) < MAX_IGNORED_SIGNALS:
+            self.ignored_signals.append(f"signal {name!r} ignored: {reason}"[:500])
+        else:
+            self.ignored_signal_overflow += 1
+
+    def pin(self, policy: Any) -> None:
+        """Record the policy this run decides under; its approvers also decide who may undo it."""
+        self.policy_name, self.policy_version = policy.name, policy.version
+        approval = getattr(policy, "approval", None)
+        self.pinned_approvers = list(approval.approvers) if approval is not None else []
 
     def add_evidence(self, item: Evidence) -> None:
         self.evidence.append(item)
@@ -176,7 +261,28 @@ class RemediationLoop:
     async def audit(
         self, step: str, detail: str, evidence: list[Evidence] | None = None, actor: str = "suture"
     ) -> None:
+        await self._audit_ignored_signals()
+        await self._record(step, detail, evidence, actor)
+
+    async def _audit_ignored_signals(self) -> None:
+        """Write the malformed signals received since the last audit entry to the trail."""
+        while self.ignored_signals:
+            await self._record(self.step, self.ignored_signals.pop(0), None, "suture", "signal_ignored")
+        if self.ignored_signal_overflow:
+            count, self.ignored_signal_overflow = self.ignored_signal_overflow, 0
+            detail = f"{count} more malformed signals ignored"
+            await self._record(self.step, detail, None, "suture", "signal_ignored")
+
+    async def _record(
+        self,
+        step: str,
+        detail: str,
+        evidence: list[Evidence] | None,
+        actor: str,
+        entry_step: str | None = None,
+    ) -> None:
         self.step = step
+        step = entry_step or step
         self._audit_seq += 1
         entry = AuditEntry(
             workflow_id=workflow.info().workflow_id,
@@ -203,33 +309,39 @@ class RemediationLoop:
         if updates:
             workflow.upsert_search_attributes(updates)
 
-    async def await_approval(self, approval: Approval, cleared: Any = None) -> str:
+    async def await_approval(self, approval: Approval) -> ApprovalAnswer:
         """Wait for ``approve``/``reject`` from a listed approver.
 
-        Returns ``approve``, ``reject``, ``timeout`` or ``cleared`` (the signal that
-        started the run went away before anyone answered).
+        Returns how the wait ended: approved, rejected, timed out, or cleared (the
+        signal that started the run went away before anyone answered). Malformed
+        signals received meanwhile are audited as they come, not after the wait.
         """
         self.approval_policy = approval
-        await self.audit("awaiting_approval", f"approvers: {', '.join(approval.approvers)}")
+        await self.audit(Step.AWAITING_APPROVAL, f"approvers: {', '.join(approval.approvers)}")
         self.index(sa.PENDING_APPROVAL)
+        deadline = workflow.now() + timedelta(seconds=approval.timeout)
         try:
-            await workflow.wait_condition(
-                lambda: self.decision is not None or self.signal_cleared,
-                timeout=timedelta(seconds=approval.timeout),
-            )
+            while True:
+                await workflow.wait_condition(
+                    lambda: self.decision is not None or self.signal_cleared or bool(self.ignored_signals),
+                    timeout=max(deadline - workflow.now(), timedelta(0)),
+                )
+                if self.decision is not None or self.signal_cleared:
+                    break
+                await self._audit_ignored_signals()
         except TimeoutError:
-            return "timeout"
+            return ApprovalAnswer.TIMEOUT
         finally:
             self.index(sa.IN_PROGRESS)
             for name in self.ignored_approvers:
                 await self.audit("approval_ignored", f"{name} is not an approver of this policy", actor=name)
         if self.decision is None:
-            return "cleared"
-        verb, decision = self.decision
+            return ApprovalAnswer.CLEARED
+        answer, decision = self.decision
         self.human_touched, self.approver = True, decision.approver
         self.timeline.approved = workflow.now()
-        await self.audit(f"{verb}d", decision.note or verb, actor=decision.approver)
-        return verb
+        await self.audit(f"{answer}d", decision.note or str(answer), actor=decision.approver)
+        return answer
 
     async def act(self, actions: list[PlannedAction]) -> str | Paused | None:
         """Run actions in order as a saga.
@@ -299,7 +411,7 @@ class RemediationLoop:
 
     async def verify(self, check: HealthCheck, window_s: float) -> HealthReport:
         """Wait out the propagation window on a durable timer, then ask the signal."""
-        self.step = "verifying"
+        self.step = Step.VERIFYING
         await workflow.sleep(timedelta(seconds=window_s))
         try:
             report = await self.call("prometheus.check_health", check, HealthReport, VERIFY)
@@ -334,8 +446,9 @@ class RemediationLoop:
             human_touched=self.human_touched,
             approver=self.approver,
             undo=[entry.snapshot for entry in self.saga],
+            undo_approvers=self.pinned_approvers,
             **extra,
         )
         await self.call_void("audit.close_run", result)
-        self.step = "closed"
+        self.step = Step.CLOSED
         return result

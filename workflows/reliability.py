@@ -13,6 +13,8 @@ never left unverified) and escalates.
 
 from __future__ import annotations
 
+from typing import Any
+
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
@@ -20,11 +22,13 @@ from workflows.loop import Paused, RemediationLoop
 
 with workflow.unsafe.imports_passed_through():
     from policies.diagnosis import diagnose
-    from policies.engine import decide, render, target_of
+    from policies.engine import PolicyQueries, decide, queries_for, target_of
     from policies.models import PolicyQuery, PolicySelection, ReliabilityPolicy
+    from policies.queries import LabelRefused
     from suture.identity import reliability_incident_key
     from suture.models import (
         AlertNotice,
+        ApprovalAnswer,
         Briefing,
         ClaimResult,
         Diagnosis,
@@ -56,18 +60,27 @@ class ReliabilityLoop(RemediationLoop):
         self.diagnosis: Diagnosis | None = None
 
     @workflow.signal(name="evidence")
-    def evidence_signal(self, notice: AlertNotice) -> None:
+    def evidence_signal(self, *payload: Any) -> None:
         """A repeat or duplicate notification of the alert: new evidence, not a new run.
 
         Signal-with-start delivers the first notification both as the input and as
-        this signal; that copy is not a repeat.
+        this signal; that copy is not a repeat. A payload that is not an alert
+        notice is audited as ignored (see :meth:`RemediationLoop.decode_signal`).
         """
-        if notice.received_at == self.first_notice.received_at:
+        notice = self.decode_signal("evidence", AlertNotice, payload)
+        if notice is None or notice.received_at == self.first_notice.received_at:
             return
         self.add_evidence(_notice_evidence(notice, "repeat notification"))
 
     @workflow.signal
-    def alert_resolved(self, notice: AlertNotice) -> None:
+    def alert_resolved(self, *payload: Any) -> None:
+        notice = self.decode_signal("alert_resolved", AlertNotice, payload)
+        if notice is None:
+            return
+        if notice.fingerprint != self.first_notice.fingerprint:
+            reason = f"fingerprint {notice.fingerprint[:64]!r} is not this run's"
+            self._ignore_signal("alert_resolved", reason)
+            return
         self.add_evidence(_notice_evidence(notice, "Alertmanager reports the alert resolved"))
         self.signal_cleared = True
 
@@ -95,7 +108,8 @@ class ReliabilityLoop(RemediationLoop):
             return await self._hand_over(
                 f"policy {policy.name!r} governs the {policy.loop} loop, not this one"
             )
-        self.policy_name, self.policy_version, self.mode = policy.name, policy.version, policy.mode
+        self.pin(policy)
+        self.mode = policy.mode
         self.index()
         target = target_of(policy, labels)
         if target is None:
@@ -104,7 +118,16 @@ class ReliabilityLoop(RemediationLoop):
                 f"{policy.target.name_label!r} that name the {policy.target.kind}"
             )
 
-        await self._collect_evidence(policy, labels)
+        try:
+            queries = queries_for(policy, labels)
+        except LabelRefused as refused:
+            # Runs recorded before labels were checked went on with what they had.
+            if workflow.patched("refuse-unsafe-query-labels"):
+                return await self._hand_over(
+                    f"{refused}; its queries could not verify a fix, so nothing was done", target=target
+                )
+            queries = queries_for(policy, labels, refuse_unsafe=False)
+        await self._collect_evidence(queries)
         history = await self._rollout_history(target)
         self.diagnosis = diagnose(policy, history, workflow.now())
         decision = decide(policy, self.diagnosis, target, reliability_incident_key(alert))
@@ -127,7 +150,9 @@ class ReliabilityLoop(RemediationLoop):
             await self.audit("suppressed", claim.reason)
             return await self.finish(Outcome.SUPPRESSED, claim.reason)
         try:
-            return await self._remediate(policy, target, decision.actions, decision.would_have_done)
+            return await self._remediate(
+                policy, target, decision.actions, decision.would_have_done, queries.verify
+            )
         finally:
             await self.call_void(
                 "audit.release_target",
@@ -137,18 +162,23 @@ class ReliabilityLoop(RemediationLoop):
             )
 
     async def _remediate(
-        self, policy: ReliabilityPolicy, target: Target, actions: list, would: list[str]
+        self,
+        policy: ReliabilityPolicy,
+        target: Target,
+        actions: list,
+        would: list[str],
+        verify_query: str,
     ) -> LoopResult:
         if policy.mode == Mode.SUPERVISED:
             assert policy.approval is not None
             answer = await self.await_approval(policy.approval)
-            if answer == "timeout":
+            if answer == ApprovalAnswer.TIMEOUT:
                 return await self._hand_over(
                     f"nobody approved within {policy.approval.timeout:.0f}s", would, target
                 )
-            if answer == "reject":
+            if answer == ApprovalAnswer.REJECT:
                 return await self.finish(Outcome.REJECTED, f"rejected by {self.approver}")
-            if answer == "cleared":
+            if answer == ApprovalAnswer.CLEARED:
                 await self.audit("suppressed", "the alert resolved before anyone approved")
                 return await self.finish(
                     Outcome.SUPPRESSED, "the alert resolved before approval; nothing done"
@@ -160,7 +190,7 @@ class ReliabilityLoop(RemediationLoop):
             undo_failures = await self.compensate()
             return await self._hand_over("; ".join([failure, *undo_failures]), would, target)
         report = await self.verify(
-            policy.verify.health_check(render(policy.verify.query, self.alert.labels if self.alert else {})),
+            policy.verify.health_check(verify_query),
             policy.verify.window,
         )
         if report.verdict == Verdict.HEALTHY:
@@ -191,8 +221,8 @@ class ReliabilityLoop(RemediationLoop):
         undone = "; ".join(undo_failures) or "the actions already taken were undone"
         return await self._hand_over(f"{paused.reason}; {undone}", would, target)
 
-    async def _collect_evidence(self, policy: ReliabilityPolicy, labels: dict[str, str]) -> None:
-        queries = [render(query, labels) for query in [*policy.evidence, policy.verify.query]]
+    async def _collect_evidence(self, built: PolicyQueries) -> None:
+        queries = [*built.evidence, built.verify]
         try:
             report = await self.call(
                 "prometheus.collect_evidence", EvidenceRequest(queries=queries), EvidenceReport

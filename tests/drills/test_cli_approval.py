@@ -50,7 +50,7 @@ async def test_pending_lists_the_run_and_only_a_listed_approver_gets_it_done(sta
     assert code == 2 and "'mallory' is not an approver" in err
 
     code, out, _ = await suture(stack, "approve", handle.id, "--as", "oncall-bob", "--note", "go ahead")
-    assert code == 0 and f"approve sent to {handle.id}" in out
+    assert code == 0 and f"{handle.id} approved by oncall-bob" in out
     result = await asyncio.wait_for(
         stack.client.get_workflow_handle(handle.id, result_type=LoopResult).result(), 120
     )

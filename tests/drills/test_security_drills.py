@@ -15,6 +15,7 @@ import pytest_asyncio
 from sandbox.drill import DrillResult
 from sandbox.runner import all_drills, run_on
 from sandbox.stack import Stack
+from suture.errors import SutureError
 from suture.models import LoopResult, Outcome
 from tests.drills.conftest import record_histories
 from workers.approvals import order_undo
@@ -75,12 +76,12 @@ async def test_a_human_can_order_the_undo_of_a_contained_key(
     assert contained.workflow_id is not None
     _account, user, key = contained.actions[0].target.split("/")
 
+    with pytest.raises(SutureError, match=r"'mallory' may not undo .* lists secops-alice, secops-bob"):
+        await order_undo(stack.client, contained.workflow_id, "mallory", "I say so")
+    assert await asyncio.to_thread(stack.aws.key_status, user, key) == "Inactive"
+
     undo_id = await order_undo(
-        stack.client,
-        contained.workflow_id,
-        "secops-alice",
-        "the key belonged to a pentest",
-        stack.policy_dirs,
+        stack.client, contained.workflow_id, "secops-alice", "the key belonged to a pentest"
     )
     undone = await asyncio.wait_for(
         stack.client.get_workflow_handle(undo_id, result_type=LoopResult).result(), 60
@@ -89,3 +90,5 @@ async def test_a_human_can_order_the_undo_of_a_contained_key(
     assert undone.outcome == Outcome.ROLLED_BACK
     assert undone.approver == "secops-alice"
     assert await asyncio.to_thread(stack.aws.key_status, user, key) == "Active"
+    with pytest.raises(SutureError, match="already ordered"):
+        await order_undo(stack.client, contained.workflow_id, "secops-alice", "again")

@@ -25,6 +25,7 @@ from suture.models import (
     Evidence,
     EvidenceReport,
     EvidenceRequest,
+    FinishedRun,
     HealthCheck,
     HealthReport,
     KillSwitchQuery,
@@ -33,6 +34,7 @@ from suture.models import (
     PlannedAction,
     Rollout,
     RolloutHistory,
+    RunRef,
     Snapshot,
     Target,
     TargetClaim,
@@ -112,7 +114,17 @@ class FakeBookkeeping:
                 paused=True, scope=world.paused, by=world.paused_by, reason=world.paused_reason
             )
 
-        return [select, record, claim, release, close, escalate, kill_switch]
+        @activity.defn(name="runs.finished_run")
+        async def finished_run(ref: RunRef) -> FinishedRun:
+            for result in world.closed:
+                if result.workflow_id == ref.workflow_id:
+                    kind = f"{str(result.loop).capitalize()}Loop"
+                    return FinishedRun(
+                        workflow_id=ref.workflow_id, workflow_type=kind, status="completed", result=result
+                    )
+            raise ApplicationError(f"no run {ref.workflow_id!r}", type="TargetNotFound", non_retryable=True)
+
+        return [select, record, claim, release, close, escalate, kill_switch, finished_run]
 
 
 @dataclass

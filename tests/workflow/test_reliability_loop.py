@@ -245,13 +245,7 @@ async def test_a_human_ordered_undo_restores_what_a_resolved_run_changed(
     world = world_for(tmp_path, verdicts=[Verdict.UNKNOWN])
     run = await run_to_end(env, world)
     queue = f"test-{uuid.uuid4()}"
-    request = UndoRequest(
-        run_workflow_id=run.workflow_id,
-        loop=run.loop,
-        subject=run.subject,
-        requested_by="alice",
-        undo=run.undo,
-    )
+    request = UndoRequest(run_workflow_id=run.workflow_id, requested_by="alice")
     async with Worker(env.client, task_queue=queue, workflows=[UndoRun], activities=world.activities()):
         undone = await env.client.execute_workflow(
             UndoRun.run, request, id=undo_workflow_id(run.workflow_id), task_queue=queue

@@ -422,11 +422,8 @@ async def test_a_human_ordered_undo_reactivates_the_key_and_is_audited(env: Work
     contained = await run(env, world, leaked_key_call())
     request = UndoRequest(
         run_workflow_id=contained.workflow_id,
-        loop=contained.loop,
-        subject=contained.subject,
         requested_by="secops-alice",
         note="the key belonged to a pentest",
-        undo=contained.undo,
     )
 
     queue = f"test-{uuid.uuid4()}"
