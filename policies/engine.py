@@ -8,11 +8,11 @@ run in flight.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from string import Template
 
 from pydantic import BaseModel, ConfigDict
 
 from policies.models import Policy, ReliabilityPolicy
+from policies.queries import build_query
 from policies.registry import action_spec
 from suture.models import Diagnosis, Mode, PlannedAction, Target
 
@@ -37,9 +37,26 @@ def select_policy(policies: Sequence[Policy], labels: dict[str, str]) -> Policy 
     return next((policy for policy in policies if policy.match.accepts(labels)), None)
 
 
-def render(template: str, labels: dict[str, str]) -> str:
-    """Fill ``$label`` placeholders of a query template from the signal's labels."""
-    return Template(template).safe_substitute(labels)
+class PolicyQueries(BaseModel):
+    """A policy's evidence and verification queries, built for one alert's labels."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    evidence: list[str]
+    verify: str
+
+
+def queries_for(
+    policy: ReliabilityPolicy, labels: dict[str, str], *, refuse_unsafe: bool = True
+) -> PolicyQueries:
+    """The policy's queries with the alert's labels quoted in (see :mod:`policies.queries`).
+
+    Raises:
+        LabelRefused: a label the queries name is missing or unsafe to put into PromQL.
+    """
+    evidence = [build_query(query, labels, refuse_unsafe=refuse_unsafe) for query in policy.evidence]
+    verify = build_query(policy.verify.query, labels, refuse_unsafe=refuse_unsafe)
+    return PolicyQueries(evidence=evidence, verify=verify)
 
 
 def target_of(policy: ReliabilityPolicy, labels: dict[str, str]) -> Target | None:

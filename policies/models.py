@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from policies.durations import Seconds
+from policies.queries import check_template
 from policies.schema import ActionStep, Approval, PolicyModel
 from policies.security_policy import SecurityPolicy
 from suture.models import HealthCheck, Loop, Mode
@@ -56,6 +57,12 @@ class Verification(PolicyModel):
     condition: str
     window: Seconds = 60.0
     max_staleness: Seconds = 15.0
+
+    @field_validator("query")
+    @classmethod
+    def _labels_only_as_matcher_values(cls, value: str) -> str:
+        check_template(value)
+        return value
 
     @field_validator("condition")
     @classmethod
@@ -99,6 +106,13 @@ class ReliabilityPolicy(PolicyModel):
     approval: Approval | None = None
     cooldown: Seconds = 1800.0
     version: str = ""
+
+    @field_validator("evidence")
+    @classmethod
+    def _evidence_labels_only_as_matcher_values(cls, value: list[str]) -> list[str]:
+        for query in value:
+            check_template(query)
+        return value
 
     @model_validator(mode="after")
     def _supervised_needs_approvers(self) -> ReliabilityPolicy:

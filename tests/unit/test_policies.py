@@ -17,9 +17,10 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.policy_store import PolicyStore
 from policies.diagnosis import diagnose
-from policies.engine import decide, render, select_policy
+from policies.engine import decide, select_policy
 from policies.loading import default_policy_dir, load_policies, load_policy_file
 from policies.models import ActionStep, Policy, PolicyQuery, ReliabilityPolicy
+from policies.queries import build_query
 from policies.registry import ActionSpec, NoParams, action_spec, registered_actions
 from suture.errors import PolicyError
 from suture.models import Diagnosis, Loop, Mode, Rollout, RolloutHistory, Target
@@ -189,7 +190,7 @@ def test_the_shipped_default_policies_load() -> None:
 def test_the_shipped_default_queries_are_valid_promql(tmp_path: Path) -> None:
     labels = {"namespace": "shop", "deployment": "checkout", "alertname": "x"}
     rules = [
-        {"record": f"suture:check:{index}", "expr": render(query, labels)}
+        {"record": f"suture:check:{index}", "expr": build_query(query, labels)}
         for index, query in enumerate(
             query
             for policy in shipped_reliability_policies()
