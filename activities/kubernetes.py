@@ -22,9 +22,11 @@ Why the code reads the way it does:
 * **Blocking calls stay off the event loop.** The methods are synchronous; the
   worker runs them on its thread pool.
 
-Errors: a missing Deployment is ``TargetNotFound`` and a request that cannot
-succeed (nothing to roll back to, forbidden, invalid) is ``ActionError``, both
-non-retryable; an unreachable, throttling or conflicting API is retried.
+Errors (see :mod:`suture.errors`): a missing Deployment is ``TargetNotFound``, a
+refusal ``PermissionDenied`` naming the RBAC rules the action is declared with, a
+restore over someone else's change ``ChangedSinceAction``, and any other request
+that cannot succeed (nothing to roll back to, invalid) ``ActionError``; all of
+them are permanent. An unreachable, throttling or conflicting API is retried.
 """
 
 from __future__ import annotations
@@ -38,11 +40,20 @@ from typing import Any
 from kubernetes.client import ApiClient, AppsV1Api
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
-from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from urllib3.exceptions import HTTPError
 
-from policies.registry import ScaleParams
+from policies.actions import Permissions, action_spec, activity_declaration, implements
+from policies.actions import kubernetes as declared
+from policies.actions.kubernetes import DeploymentState, Revision, ScaleParams
+from suture.errors import (
+    ActionError,
+    ChangedSinceAction,
+    KubernetesApiError,
+    KubernetesUnreachable,
+    PermissionDenied,
+    TargetNotFound,
+)
 from suture.models import ActionOutcome, Evidence, PlannedAction, Rollout, RolloutHistory, Snapshot, Target
 
 LAST_ACTION = "suture.dev/last-action"
@@ -62,11 +73,12 @@ class KubernetesActions:
 
     # --- read -----------------------------------------------------------------------
 
-    @activity.defn(name="k8s.rollout_history")
+    @implements(declared.rollout_history)
     def rollout_history(self, target: Target) -> RolloutHistory:
         """The Deployment's revisions, newest first, read from the ReplicaSets it owns."""
-        deployment = self._deployment(target)
-        owned = self._owned_replicasets(target, deployment)
+        needs = activity_declaration(declared.rollout_history).permissions
+        deployment = self._deployment(target, needs)
+        owned = self._owned_replicasets(target, deployment, needs)
         rollouts = [_rollout(replicaset) for replicaset in owned]
         return RolloutHistory(
             target=target,
@@ -74,69 +86,70 @@ class KubernetesActions:
             rollouts=sorted(rollouts, key=lambda rollout: rollout.revision, reverse=True),
         )
 
-    @activity.defn(name="k8s.snapshot_deployment")
+    @implements(declared.snapshot_deployment)
     def snapshot_deployment(self, action: PlannedAction) -> Snapshot:
         """Capture what the undo needs: template, replicas, revision; for a rollback, its destination.
 
         The destination is fixed here, before acting, so a retried rollback goes
         where the decision meant it to go even if the history moved meanwhile.
         """
-        deployment = self._deployment(action.target)
-        owned = self._owned_replicasets(action.target, deployment)
-        state: Json = {
-            "revision": _current_revision(deployment, owned),
-            "replicas": _replicas(deployment),
-            "template": deployment["spec"]["template"],
-            "images": _images(deployment["spec"]["template"]),
-        }
-        if action.type == "k8s.rollback":
-            state["previous"] = _previous_revision(owned)
-        return Snapshot(action=action, state=state)
+        needs = _needs(action)
+        deployment = self._deployment(action.target, needs)
+        owned = self._owned_replicasets(action.target, deployment, needs)
+        template = deployment["spec"]["template"]
+        state = DeploymentState(
+            revision=_current_revision(deployment, owned),
+            replicas=_replicas(deployment),
+            template=template,
+            images=_images(template),
+            previous=_previous_revision(owned) if action.type == declared.ROLLBACK.name else None,
+        )
+        return state.snapshot(action)
 
     # --- act ------------------------------------------------------------------------
 
-    @activity.defn(name="k8s.rollback_deployment")
+    @implements(declared.rollback_deployment)
     def rollback_deployment(self, snapshot: Snapshot) -> ActionOutcome:
         """Apply the previous ReplicaSet's template, as ``kubectl rollout undo`` does."""
-        action, state = snapshot.action, snapshot.state
-        deployment = self._deployment(action.target)
+        action = snapshot.action
+        deployment = self._deployment(action.target, _needs(action))
+        state = DeploymentState.of(snapshot)
         if _last_action(deployment) == action.idempotency_key:
-            return _already_applied(action, deployment)
-        previous = state.get("previous")
+            return _already_applied(action, deployment, state, _rollback_detail(action, state))
+        previous = state.previous
         if previous is None:
-            raise _action_error(f"{action.target} has no previous revision to roll back to")
+            raise ActionError.failure(f"{action.target} has no previous revision to roll back to")
         if deployment["spec"].get("paused"):
-            raise _action_error(f"{action.target} is paused; resume it before rolling back")
-        if deployment["spec"]["template"] == previous["template"]:
+            raise ActionError.failure(f"{action.target} is paused; resume it before rolling back")
+        if deployment["spec"]["template"] == previous.template:
             return _outcome(
-                action, deployment, False, f"already runs the template of revision {previous['revision']}"
+                action, deployment, False, f"already runs the template of revision {previous.revision}"
             )
         patched = self._patch(
-            action.target, _replace_template(deployment, previous["template"], action.idempotency_key)
+            action, _replace_template(deployment, previous.template, action.idempotency_key)
         )
-        detail = (
-            f"rolled back from revision {state['revision']} ({', '.join(state['images'])}) "
-            f"to the template of revision {previous['revision']} ({', '.join(previous['images'])})"
-        )
-        return _outcome(action, patched, True, detail)
+        return _outcome(action, patched, True, _rollback_detail(action, state))
 
-    @activity.defn(name="k8s.restart_deployment")
+    @implements(declared.restart_deployment)
     def restart_deployment(self, snapshot: Snapshot) -> ActionOutcome:
         """A rolling restart, as ``kubectl rollout restart`` does: a new restartedAt on the template."""
         action = snapshot.action
-        deployment = self._deployment(action.target)
+        deployment = self._deployment(action.target, _needs(action))
+        state = DeploymentState.of(snapshot)
         if _last_action(deployment) == action.idempotency_key:
-            return _already_applied(action, deployment)
+            restarted_at = _restarted_at(deployment["spec"]["template"])
+            detail = f"rolling restart of revision {state.revision} (restartedAt {restarted_at})"
+            return _already_applied(action, deployment, state, detail)
         restarted_at = _now().strftime("%Y-%m-%dT%H:%M:%SZ")
         body = {
             "metadata": {"annotations": {LAST_ACTION: action.idempotency_key}},
             "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: restarted_at}}}},
         }
-        patched = self._patch(action.target, body)
-        detail = f"rolling restart of revision {snapshot.state['revision']} (restartedAt {restarted_at})"
+        patched = self._patch(action, body)
+        detail = f"rolling restart of revision {state.revision} (restartedAt {restarted_at})"
         return _outcome(action, patched, True, detail)
 
-    @activity.defn(name="k8s.scale_deployment")
+    @implements(declared.scale_deployment)
     def scale_deployment(self, snapshot: Snapshot) -> ActionOutcome:
         """Add ``by`` replicas to the count captured before acting, never beyond ``max_replicas``.
 
@@ -146,79 +159,83 @@ class KubernetesActions:
         writes finds it reached and does not add again.
         """
         action = snapshot.action
-        deployment = self._deployment(action.target)
+        deployment = self._deployment(action.target, _needs(action))
+        state = DeploymentState.of(snapshot)
+        before, wanted = state.replicas, _scale_target(action, state)
+        detail = f"scaled {action.target} from {before} to {wanted} replicas"
         if _last_action(deployment) == action.idempotency_key:
-            return _already_applied(action, deployment)
-        before, wanted = snapshot.state["replicas"], _scale_target(snapshot)
+            return _already_applied(action, deployment, state, detail)
         if wanted == before:
             return _outcome(
                 action, deployment, False, f"already at {before} replicas, the cap for this action"
             )
-        self._scale(action.target, wanted)
-        patched = self._patch(
-            action.target, {"metadata": {"annotations": {LAST_ACTION: action.idempotency_key}}}
-        )
-        return _outcome(action, patched, True, f"scaled from {before} to {wanted} replicas")
+        self._scale(action, wanted)
+        patched = self._patch(action, {"metadata": {"annotations": {LAST_ACTION: action.idempotency_key}}})
+        return _outcome(action, patched, True, detail)
 
     # --- undo -----------------------------------------------------------------------
 
-    @activity.defn(name="k8s.restore_deployment")
+    @implements(declared.restore_deployment)
     def restore_deployment(self, snapshot: Snapshot) -> ActionOutcome:
         """Undo a rollback, restart or scale: put back the captured template or replica count."""
         action = snapshot.action
-        deployment = self._deployment_or_none(action.target)
+        deployment = self._deployment_or_none(action)
         if deployment is None:
             return ActionOutcome(
                 action=action, changed=False, detail="the Deployment is gone; nothing to restore"
             )
-        if action.type == "k8s.scale":
-            return self._restore_replicas(snapshot, deployment)
-        return self._restore_template(snapshot, deployment)
+        state = DeploymentState.of(snapshot)
+        if action.type == declared.SCALE.name:
+            return self._restore_replicas(action, state, deployment)
+        return self._restore_template(action, state, deployment)
 
-    def _restore_template(self, snapshot: Snapshot, deployment: Json) -> ActionOutcome:
-        action, captured = snapshot.action, snapshot.state["template"]
-        revision = snapshot.state["revision"]
-        if deployment["spec"]["template"] == captured:
-            return _outcome(action, deployment, False, f"already runs the template of revision {revision}")
-        if not _template_as_left(snapshot, deployment["spec"]["template"]):
+    def _restore_template(
+        self, action: PlannedAction, state: DeploymentState, deployment: Json
+    ) -> ActionOutcome:
+        if deployment["spec"]["template"] == state.template:
+            return _outcome(
+                action, deployment, False, f"already runs the template of revision {state.revision}"
+            )
+        if not _template_as_left(action, state, deployment["spec"]["template"]):
             raise _changed_since(action, deployment)
         undo_key = action.idempotency_key + UNDO_SUFFIX
-        patched = self._patch(action.target, _replace_template(deployment, captured, undo_key))
-        detail = f"restored the template of revision {revision} ({', '.join(snapshot.state['images'])})"
+        patched = self._patch(action, _replace_template(deployment, state.template, undo_key))
+        detail = f"restored the template of revision {state.revision} ({', '.join(state.images)})"
         return _outcome(action, patched, True, detail)
 
-    def _restore_replicas(self, snapshot: Snapshot, deployment: Json) -> ActionOutcome:
-        action, captured = snapshot.action, snapshot.state["replicas"]
-        current = _replicas(deployment)
+    def _restore_replicas(
+        self, action: PlannedAction, state: DeploymentState, deployment: Json
+    ) -> ActionOutcome:
+        captured, current = state.replicas, _replicas(deployment)
         if current == captured:
             return _outcome(action, deployment, False, f"already at {captured} replicas")
-        if current != _scale_target(snapshot):
+        if current != _scale_target(action, state):
             raise _changed_since(action, deployment)
-        self._scale(action.target, captured)
+        self._scale(action, captured)
         patched = self._patch(
-            action.target, {"metadata": {"annotations": {LAST_ACTION: action.idempotency_key + UNDO_SUFFIX}}}
+            action, {"metadata": {"annotations": {LAST_ACTION: action.idempotency_key + UNDO_SUFFIX}}}
         )
         return _outcome(action, patched, True, f"scaled back from {current} to {captured} replicas")
 
     # --- API calls ----------------------------------------------------------------------
 
-    def _deployment(self, target: Target) -> Json:
-        with _api_errors(target, "reading"):
+    def _deployment(self, target: Target, needs: Permissions) -> Json:
+        with _api_errors(target, "reading", needs):
             return _json(
                 self._apps.read_namespaced_deployment(target.name, target.scope, _preload_content=False)
             )
 
-    def _deployment_or_none(self, target: Target) -> Json | None:
+    def _deployment_or_none(self, action: PlannedAction) -> Json | None:
         try:
-            return self._deployment(target)
+            return self._deployment(action.target, _needs(action))
         except ApplicationError as error:
-            if error.type == "TargetNotFound":
+            if TargetNotFound.matches(error):
                 return None
             raise
 
-    def _owned_replicasets(self, target: Target, deployment: Json) -> list[Json]:
+    def _owned_replicasets(self, target: Target, deployment: Json, needs: Permissions) -> list[Json]:
         selector = _selector(deployment)
-        with _api_errors(target, "listing ReplicaSets of"):
+        with _api_errors(target, "listing ReplicaSets of", needs):
             listing = _json(
                 self._apps.list_namespaced_replica_set(
                     target.scope, label_selector=selector, _preload_content=False
@@ -227,20 +244,27 @@ class KubernetesActions:
         uid = deployment["metadata"].get("uid")
         return [item for item in listing["items"] if _controller_uid(item) == uid]
 
-    def _patch(self, target: Target, body: Json | list[Json]) -> Json:
+    def _patch(self, action: PlannedAction, body: Json | list[Json]) -> Json:
         """Patch the Deployment; returns it as the server stored it."""
-        with _api_errors(target, "patching"):
+        target = action.target
+        with _api_errors(target, "patching", _needs(action)):
             return _json(
                 self._apps.patch_namespaced_deployment(
                     target.name, target.scope, body, _preload_content=False
                 )
             )
 
-    def _scale(self, target: Target, replicas: int) -> None:
-        with _api_errors(target, "scaling"):
+    def _scale(self, action: PlannedAction, replicas: int) -> None:
+        target = action.target
+        with _api_errors(target, "scaling", _needs(action)):
             self._apps.patch_namespaced_deployment_scale(
                 target.name, target.scope, {"spec": {"replicas": replicas}}, _preload_content=False
             )
+
+
+def _needs(action: PlannedAction) -> Permissions:
+    """What the action is declared to need, for the message when the API refuses."""
+    return action_spec(action.type).permissions
 
 
 # --- reading Deployments and ReplicaSets ------------------------------------------------
@@ -313,14 +337,14 @@ def _current_revision(deployment: Json, owned: list[Json]) -> int:
     return _revision(deployment)
 
 
-def _previous_revision(owned: list[Json]) -> Json | None:
+def _previous_revision(owned: list[Json]) -> Revision | None:
     """The second newest revision, which is where ``kubectl rollout undo`` goes."""
     newest_first = sorted(owned, key=_revision, reverse=True)
     if len(newest_first) < 2:
         return None
     previous = newest_first[1]
     template = _template_of(previous)
-    return {"revision": _revision(previous), "template": template, "images": _images(template)}
+    return Revision(revision=_revision(previous), template=template, images=_images(template))
 
 
 # --- writing ----------------------------------------------------------------------------
@@ -337,24 +361,27 @@ def _record_key(deployment: Json, key: str) -> Json:
     return {"op": "add", "path": "/metadata/annotations/" + LAST_ACTION.replace("/", "~1"), "value": key}
 
 
-def _scale_target(snapshot: Snapshot) -> int:
+def _scale_target(action: PlannedAction, state: DeploymentState) -> int:
     """Where scale-out ends: ``by`` more than captured, capped, and never below what ran."""
     try:
-        params = ScaleParams.model_validate(snapshot.action.params)
+        params = ScaleParams.model_validate(action.params)
     except ValidationError as error:
-        raise _action_error(f"bad k8s.scale params for {snapshot.action.target}: {error}") from None
-    before: int = snapshot.state["replicas"]
+        raise ActionError.failure(f"bad k8s.scale params for {action.target}: {error}") from None
+    before = state.replicas
     return max(before, min(before + params.by, params.max_replicas))
 
 
-def _template_as_left(snapshot: Snapshot, current: Json) -> bool:
+def _template_as_left(action: PlannedAction, state: DeploymentState, current: Json) -> bool:
     """Whether the template is still what the action produced, so restoring undoes only suture's change."""
-    if snapshot.action.type == "k8s.rollback":
-        previous = snapshot.state.get("previous") or {}
-        return bool(current == previous.get("template"))
-    if snapshot.action.type == "k8s.restart":
-        return _without_restart(current) == _without_restart(snapshot.state["template"])
+    if action.type == declared.ROLLBACK.name:
+        return state.previous is not None and current == state.previous.template
+    if action.type == declared.RESTART.name:
+        return _without_restart(current) == _without_restart(state.template)
     return True
+
+
+def _restarted_at(template: Json) -> str:
+    return str((template.get("metadata", {}).get("annotations") or {}).get(RESTARTED_AT, "unknown"))
 
 
 def _without_restart(template: Json) -> Json:
@@ -381,18 +408,35 @@ def _outcome(action: PlannedAction, deployment: Json, changed: bool, detail: str
     return ActionOutcome(action=action, changed=changed, detail=detail, evidence=[evidence])
 
 
-def _already_applied(action: PlannedAction, deployment: Json) -> ActionOutcome:
-    detail = f"already applied: {action.target} carries {action.idempotency_key!r}; nothing done twice"
-    return _outcome(action, deployment, False, detail)
+def _rollback_detail(action: PlannedAction, state: DeploymentState) -> str:
+    previous = state.previous
+    if previous is None:
+        return f"rolled back {action.target} from revision {state.revision}"
+    return (
+        f"rolled back {action.target} from revision {state.revision} ({', '.join(state.images)}) "
+        f"to the template of revision {previous.revision} ({', '.join(previous.images)})"
+    )
 
 
-def _action_error(message: str) -> ApplicationError:
-    return ApplicationError(message, type="ActionError", non_retryable=True)
+def _already_applied(
+    action: PlannedAction, deployment: Json, state: DeploymentState, detail: str
+) -> ActionOutcome:
+    """The Deployment carries this action's key: say what the change was, not only that it is done.
+
+    A retry after a crash holds the snapshot taken before the change, so ``detail``
+    describes it. A duplicate run captured its snapshot after the change; then the
+    Deployment still matches that snapshot and there is nothing more to tell.
+    """
+    key = f"{action.target} carries {action.idempotency_key!r}; nothing done twice"
+    as_captured = deployment["spec"]["template"] == state.template and _replicas(deployment) == state.replicas
+    if as_captured:
+        return _outcome(action, deployment, False, f"already applied by an earlier run: {key}")
+    return _outcome(action, deployment, False, f"{detail} (applied by an earlier attempt: {key})")
 
 
 def _changed_since(action: PlannedAction, deployment: Json) -> ApplicationError:
     images = ", ".join(_images(deployment["spec"]["template"]))
-    return _action_error(
+    return ChangedSinceAction.failure(
         f"{action.target} changed since suture's {action.type} "
         f"(now {images}, {_replicas(deployment)} replicas); not overwriting someone else's change: "
         "restore it by hand if it is still wanted"
@@ -400,37 +444,34 @@ def _changed_since(action: PlannedAction, deployment: Json) -> ApplicationError:
 
 
 @contextmanager
-def _api_errors(target: Target, doing: str) -> Iterator[None]:
+def _api_errors(target: Target, doing: str, needs: Permissions) -> Iterator[None]:
     """Turn client errors into ones that say what to do, and whether a retry can help."""
     try:
         yield
     except ApiException as error:
-        raise _from_api(error, target, doing) from error
+        raise _from_api(error, target, doing, needs) from error
     except HTTPError as error:
-        raise ApplicationError(
-            f"cannot reach the Kubernetes API while {doing} {target}: {error}", type="KubernetesUnreachable"
+        raise KubernetesUnreachable.failure(
+            f"cannot reach the Kubernetes API while {doing} {target}: {error}"
         ) from error
 
 
-def _from_api(error: ApiException, target: Target, doing: str) -> ApplicationError:
+def _from_api(error: ApiException, target: Target, doing: str, needs: Permissions) -> ApplicationError:
     status, reason = error.status or 0, error.reason or ""
     if status == 404:
-        return ApplicationError(
-            f"Deployment {target} not found: check the namespace and name the alert carries",
-            type="TargetNotFound",
-            non_retryable=True,
+        return TargetNotFound.failure(
+            f"Deployment {target} not found: check the namespace and name the alert carries"
         )
     if status in (401, 403):
-        return _action_error(
-            f"{doing} {target} was refused ({status} {reason}): grant the worker's identity access"
+        return PermissionDenied.failure(
+            f"{doing} {target} was refused ({status} {reason}): grant the worker's identity "
+            f"{needs.describe()} (suture permissions --rbac prints the ClusterRole)"
         )
     if status in (400, 422):
-        return _action_error(
+        return ActionError.failure(
             f"{doing} {target} was rejected as invalid ({status} {reason}): {_message(error)}"
         )
-    return ApplicationError(
-        f"{doing} {target} failed ({status} {reason}); retrying", type="KubernetesApiError"
-    )
+    return KubernetesApiError.failure(f"{doing} {target} failed ({status} {reason}); retrying")
 
 
 def _message(error: ApiException) -> str:

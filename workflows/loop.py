@@ -14,6 +14,7 @@ becomes of the actions already taken.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -24,9 +25,11 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from policies.actions import action_spec, activity_declaration, over_the_cap
+    from policies.actions.prometheus import check_health
     from policies.models import Approval
-    from policies.registry import action_spec
     from suture import search_attributes as sa
+    from suture.errors import NON_RETRYABLE
     from suture.models import (
         ActionOutcome,
         ActionRecord,
@@ -61,9 +64,11 @@ ACTION = RetryPolicy(
     initial_interval=timedelta(milliseconds=500),
     maximum_interval=timedelta(seconds=10),
     maximum_attempts=5,
-    non_retryable_error_types=["TargetNotFound", "ActionError", "PolicyError"],
+    non_retryable_error_types=NON_RETRYABLE,
 )
-VERIFY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
+VERIFY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_attempts=3, non_retryable_error_types=NON_RETRYABLE
+)
 MAX_EVIDENCE = 200
 MAX_IGNORED_SIGNALS = 50
 """Malformed signals kept for the audit trail; a flood beyond this is counted, not kept."""
@@ -234,23 +239,32 @@ class RemediationLoop:
     # --- steps ----------------------------------------------------------------------
 
     async def call(
-        self, name: str, arg: Any, result_type: type[ResultT], retry: RetryPolicy = QUICK
+        self,
+        activity: Callable[..., Any] | str,
+        arg: Any,
+        result_type: type[ResultT],
+        retry: RetryPolicy = QUICK,
     ) -> ResultT:
-        """Run activity ``name``; suture's own bookkeeping runs as a local activity."""
-        if name in BOOKKEEPING:
+        """Run an activity, declared (a reference) or by name, with its declared time limits.
+
+        Suture's own bookkeeping runs as a local activity.
+        """
+        declared = activity_declaration(activity)
+        if declared.name in BOOKKEEPING:
             local: ResultT = await workflow.execute_local_activity(
-                name,
+                declared.name,
                 arg,
                 result_type=result_type,
-                start_to_close_timeout=timedelta(seconds=30),
+                start_to_close_timeout=declared.start_to_close,
                 retry_policy=retry,
             )
             return local
         result: ResultT = await workflow.execute_activity(
-            name,
+            declared.name,
             arg,
             result_type=result_type,
-            start_to_close_timeout=timedelta(seconds=30),
+            start_to_close_timeout=declared.start_to_close,
+            heartbeat_timeout=declared.heartbeat,
             retry_policy=retry,
         )
         return result
@@ -348,8 +362,14 @@ class RemediationLoop:
 
         Returns None, why an action failed, or :class:`Paused` when a kill switch
         stopped the next action (earlier actions of the saga stay registered in
-        ``self.saga``; the caller decides whether to undo them).
+        ``self.saga``; the caller decides whether to undo them). A plan that
+        reaches more targets than an action's ``max_targets`` fails before anything
+        is touched.
         """
+        over = over_the_cap(actions)
+        if over is not None:
+            await self.audit("blast_radius_exceeded", over)
+            return over
         for action in actions:
             paused = await self._kill_switch(action)
             if paused is not None:
@@ -414,7 +434,7 @@ class RemediationLoop:
         self.step = Step.VERIFYING
         await workflow.sleep(timedelta(seconds=window_s))
         try:
-            report = await self.call("prometheus.check_health", check, HealthReport, VERIFY)
+            report = await self.call(check_health, check, HealthReport, VERIFY)
         except ActivityError as error:
             report = HealthReport(
                 verdict=Verdict.UNKNOWN, reason=f"health query failed: {error.cause or error}"

@@ -85,6 +85,32 @@ async def test_rollback_runs_the_previous_image_and_the_same_key_never_rolls_bac
     assert first.evidence[0].value == V1
 
 
+async def test_a_retry_after_a_crash_still_says_what_the_rollback_changed(
+    estate: Estate, kubernetes_actions: KubernetesActions
+) -> None:
+    await estate.add_service(checkout())
+    snapshot, first = await act(kubernetes_actions, planned("k8s.rollback"), estate)
+
+    retry = await run(kubernetes_actions.rollback_deployment, snapshot)
+
+    assert not retry.changed
+    assert retry.detail.startswith(first.detail)
+    assert f"from revision 2 ({V2}) to the template of revision 1 ({V1})" in retry.detail
+    assert "applied by an earlier attempt" in retry.detail
+
+
+async def test_a_retry_after_a_crash_still_says_what_the_scale_out_changed(
+    estate: Estate, kubernetes_actions: KubernetesActions
+) -> None:
+    await estate.add_service(checkout(replicas=2))
+    snapshot, _ = await act(kubernetes_actions, planned("k8s.scale", by=2, max_replicas=6), estate)
+
+    retry = await run(kubernetes_actions.scale_deployment, snapshot)
+
+    assert not retry.changed
+    assert "from 2 to 4 replicas (applied by an earlier attempt" in retry.detail
+
+
 async def test_restore_after_a_rollback_brings_the_newer_version_back(
     estate: Estate, kubernetes_actions: KubernetesActions
 ) -> None:
@@ -225,7 +251,7 @@ async def test_restore_does_not_overwrite_a_release_made_after_the_rollback(
     with pytest.raises(ApplicationError) as raised:
         await run(kubernetes_actions.restore_deployment, snapshot)
 
-    assert raised.value.type == "ActionError" and raised.value.non_retryable
+    assert raised.value.type == "ChangedSinceAction" and raised.value.non_retryable
     assert estate.current_image(NAMESPACE, SERVICE) == V3
 
 
@@ -255,6 +281,20 @@ async def test_only_api_answers_a_retry_can_fix_are_retried(
         await run(kubernetes_actions.rollout_history, TARGET)
 
     assert raised.value.non_retryable is not retried
+
+
+async def test_a_refused_request_names_the_rules_the_action_is_declared_with(
+    estate: Estate, kubernetes_actions: KubernetesActions, kube: KubeEmulator
+) -> None:
+    await estate.add_service(checkout())
+    snapshot = await run(kubernetes_actions.snapshot_deployment, planned("k8s.rollback"))
+    kube.server[f"patch /apis/apps/v1/namespaces/{NAMESPACE}/deployments/{SERVICE}"] << 403
+
+    with pytest.raises(ApplicationError) as raised:
+        await run(kubernetes_actions.rollback_deployment, snapshot)
+
+    assert raised.value.type == "PermissionDenied" and raised.value.non_retryable
+    assert "apps/deployments: get, patch" in str(raised.value)
 
 
 async def test_an_unreachable_api_is_retried() -> None:
