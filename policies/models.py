@@ -22,6 +22,7 @@ from pydantic import (
 
 from policies.durations import Seconds
 from policies.queries import check_template
+from policies.resource import ResourcePolicy
 from policies.schema import ActionStep, Approval, PolicyModel
 from policies.security_policy import SecurityPolicy
 from suture.models import HealthCheck, Loop, Mode
@@ -130,15 +131,18 @@ def _policy_kind(value: Any) -> str:
 def _validate_policy(value: Any) -> Any:
     # Validating the chosen model here, not in the union, keeps error locations equal
     # to the YAML path (a tagged union would insert the tag), so file:line stays exact.
-    if isinstance(value, ReliabilityPolicy | SecurityPolicy):
+    if isinstance(value, ReliabilityPolicy | SecurityPolicy | ResourcePolicy):
         return value
     kind = _policy_kind(value)
+    if kind == Loop.RESOURCE:
+        return ResourcePolicy.model_validate(value)
     return (SecurityPolicy if kind == Loop.SECURITY else ReliabilityPolicy).model_validate(value)
 
 
 Policy = Annotated[
     Annotated[ReliabilityPolicy, Tag(Loop.RELIABILITY.value)]
-    | Annotated[SecurityPolicy, Tag(Loop.SECURITY.value)],
+    | Annotated[SecurityPolicy, Tag(Loop.SECURITY.value)]
+    | Annotated[ResourcePolicy, Tag(Loop.RESOURCE.value)],
     Discriminator(_policy_kind),
     BeforeValidator(_validate_policy),
 ]

@@ -230,6 +230,8 @@ class ActionRecord(Contract):
     compensated: bool = False
     detail: str = ""
     started_at: datetime | None = None
+    savings_usd_month: float | None = None
+    """For a resource action: what it saves per month at list price."""
 
 
 # --- verify -----------------------------------------------------------------------

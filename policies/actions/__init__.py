@@ -10,7 +10,7 @@ signatures. Importing the package registers every action.
 
 from __future__ import annotations
 
-from policies.actions import aws, kubernetes, prometheus  # importing them registers the actions
+from policies.actions import aws, kubernetes, prometheus, resource  # importing them registers the actions
 from policies.actions.declaration import (
     ActionParams,
     ActionSpec,
@@ -50,4 +50,5 @@ __all__ = [
     "prometheus",
     "register",
     "registered_actions",
+    "resource",
 ]

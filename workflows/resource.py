@@ -1,0 +1,314 @@
+"""The resource loop: a scheduled sweep finds waste, one child run per candidate reclaims it, verified.
+
+``ResourceSweep`` is what the Temporal Schedule starts. It pins the resource
+policies, reads what the loop acted on today (the daily cap holds across sweeps),
+has one activity evaluate the whole fleet in a few batched queries, applies the
+gates (tag coverage, daily cap; what may not act is kept as dry-run with the
+reason), asks for tags on untagged resources with one escalation, and starts one
+``ResourceLoop`` per candidate, never per workload. A child's workflow ID is
+derived from its target, so a candidate already in hand (waiting for approval,
+verifying) is never acted on twice at once. The sweep does not wait for its
+children: an approval may take hours and the next sweep must not be skipped for it.
+
+``ResourceLoop`` is the remediation skeleton applied to one candidate: dry-run
+records what it would have done and what that would save; otherwise claim the
+target (a security containment holding it blocks the action), approve when
+supervised, act with the undo registered first, then verify after the window
+that the resource holds its new state (and, if the policy gives one, that its
+dependents stay healthy). A change that does not hold is undone and escalated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ActivityError, WorkflowAlreadyStartedError
+from temporalio.workflow import ParentClosePolicy
+
+from workflows.loop import VERIFY, Paused, RemediationLoop
+
+with workflow.unsafe.imports_passed_through():
+    from policies.actions.declaration import activity_name
+    from policies.registry import action_spec
+    from policies.resource import ACTING, ResourcePolicy, gate_sweep
+    from suture import search_attributes as sa
+    from suture.fleet import (
+        ActedToday,
+        ActedTodayQuery,
+        CandidateRun,
+        Finding,
+        FleetAnalysis,
+        FleetQuery,
+        ResourceCheck,
+        ResourceLoopInput,
+        ResourcePolicySet,
+        SweepInput,
+        SweepResult,
+    )
+    from suture.models import (
+        ApprovalAnswer,
+        Briefing,
+        ClaimResult,
+        HealthReport,
+        Loop,
+        LoopResult,
+        Mode,
+        Outcome,
+        PlannedAction,
+        Target,
+        TargetClaim,
+        TargetRelease,
+        Verdict,
+    )
+
+ResultT = TypeVar("ResultT")
+SCAN = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=5,
+    non_retryable_error_types=["PrometheusQueryRejected", "PermissionDenied", "PolicyError"],
+)
+
+
+def resource_workflow_id(target: Target) -> str:
+    """One ID per resource: Temporal refuses a second open run on it."""
+    return f"resource-{target.kind}-{target.scope}-{target.name}".replace("/", "-")
+
+
+@workflow.defn(name="ResourceSweep")
+class ResourceSweep(RemediationLoop):
+    loop = Loop.RESOURCE
+
+    @workflow.run
+    async def run(self, request: SweepInput) -> SweepResult:
+        sweep_id = workflow.info().workflow_id
+        self.subject = "sweep " + (",".join(f"{k}={v}" for k, v in sorted(request.scope.items())) or "all")
+        now = workflow.now()
+        midnight = datetime(now.year, now.month, now.day, tzinfo=now.tzinfo)
+        policies = await self._local(
+            "policy.resource_set", ActedTodayQuery(since=midnight), ResourcePolicySet
+        )
+        acted = await self._local("resource.acted_today", ActedTodayQuery(since=midnight), ActedToday)
+        analysis: FleetAnalysis = await workflow.execute_activity(
+            "resource.analyse_fleet",
+            FleetQuery(
+                scope=request.scope, policies=policies.policies, sweep_id=sweep_id, acted_today=acted.targets
+            ),
+            result_type=FleetAnalysis,
+            start_to_close_timeout=timedelta(minutes=5),
+            heartbeat_timeout=timedelta(minutes=2),
+            retry_policy=SCAN,
+        )
+        gates = gate_sweep(analysis.fleet_size, analysis.tagged, analysis.findings, analysis.acted_today)
+        await self.audit("swept", f"{gates.reason}; classes: {analysis.counts}")
+        escalated = False
+        if analysis.untagged:
+            await self._ask_for_tags(analysis)
+            escalated = True
+        pinned = {policy["name"]: policy for policy in policies.policies}
+        starts = [
+            self._start_candidate(candidate.finding, candidate.mode, candidate.note, pinned, sweep_id)
+            for candidate in gates.candidates
+        ]
+        runs = list(await asyncio.gather(*starts))
+        return SweepResult(
+            workflow_id=sweep_id,
+            fleet_size=analysis.fleet_size,
+            tag_coverage=gates.tag_coverage,
+            acted_today=analysis.acted_today,
+            daily_cap=gates.daily_cap,
+            counts=analysis.counts,
+            candidates=runs,
+            escalated=escalated,
+            reason=gates.reason,
+        )
+
+    async def _local(self, name: str, arg: object, result_type: type[ResultT]) -> ResultT:
+        result: ResultT = await workflow.execute_local_activity(
+            name, arg, result_type=result_type, start_to_close_timeout=timedelta(seconds=30)
+        )
+        return result
+
+    async def _start_candidate(
+        self, finding: Finding, mode: Mode, note: str, pinned: dict[str, dict[str, Any]], sweep_id: str
+    ) -> CandidateRun:
+        target = finding.action.target
+        child_id = resource_workflow_id(target)
+        run = CandidateRun(
+            target=str(target),
+            workflow_id=child_id,
+            mode=mode,
+            savings_usd_month=finding.savings_usd_month,
+            note=note,
+        )
+        attributes = None
+        if workflow.info().typed_search_attributes.get(sa.SUTURE_LOOP) is not None:
+            attributes = TypedSearchAttributes(
+                [
+                    SearchAttributePair(sa.SUTURE_LOOP, str(Loop.RESOURCE)),
+                    SearchAttributePair(sa.SUTURE_SERVICE, str(target)),
+                ]
+            )
+        try:
+            await workflow.start_child_workflow(
+                "ResourceLoop",
+                ResourceLoopInput(
+                    finding=finding,
+                    sweep_id=sweep_id,
+                    policy=pinned[finding.policy],
+                    mode=mode,
+                    reason_for_mode=note,
+                ),
+                id=child_id,
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                search_attributes=attributes,
+            )
+        except WorkflowAlreadyStartedError:
+            run.started, run.note = False, "already in hand: a run on this resource is still open"
+        return run
+
+    async def _ask_for_tags(self, analysis: FleetAnalysis) -> None:
+        shown = ", ".join(analysis.untagged[:20])
+        more = len(analysis.untagged) - 20
+        coverage = analysis.tagged / analysis.fleet_size if analysis.fleet_size else 1.0
+        briefing = Briefing(
+            workflow_id=workflow.info().workflow_id,
+            loop=self.loop,
+            title=f"{analysis.fleet_size - analysis.tagged} resources lack owner/env tags: please tag them",
+            subject=self.subject,
+            impact=f"tag coverage {coverage:.1%}; below 95% the resource loop takes no destructive action",
+            scope=shown + (f" and {more} more" if more > 0 else ""),
+            reason="untagged resources cannot be routed to an owner; add the `owner` and `env` tags",
+            would_have_done=[],
+        )
+        await self.escalate(briefing)
+
+
+@workflow.defn(name="ResourceLoop")
+class ResourceLoop(RemediationLoop):
+    loop = Loop.RESOURCE
+
+    @workflow.run
+    async def run(self, request: ResourceLoopInput) -> LoopResult:
+        finding = request.finding
+        policy = ResourcePolicy.model_validate(request.policy)
+        action = finding.action.model_copy(update={"mode": request.mode})
+        self.subject = str(action.target)
+        self.timeline.detected = workflow.now()
+        self.pin(policy)
+        self.mode = request.mode
+        self.index()
+        money = (
+            f"burns ${finding.burn_usd_hour:.2f}/h; "
+            f"{action.type} saves ${finding.savings_usd_month:,.2f}/month"
+        )
+        await self.audit("detected", f"{finding.reason}; {money}")
+        would = [f"{action_spec(action.type).summary} ({action.type} on {action.target}, {money})"]
+        self.timeline.decided = workflow.now()
+        if request.mode not in ACTING:
+            why = request.reason_for_mode or f"policy {policy.name} is in {request.mode}"
+            await self.audit("dry_run", f"would have done: {would[0]} ({why})")
+            return await self.finish(
+                Outcome.DRY_RUN, f"{why}; would have saved ${finding.savings_usd_month:,.2f}/month"
+            )
+        await self.audit("decided", f"{request.mode}: {would[0]}")
+        workflow_id = workflow.info().workflow_id
+        claim = await self.call(
+            "audit.claim_target",
+            TargetClaim(target=str(action.target), workflow_id=workflow_id, cooldown_s=policy.cooldown),
+            ClaimResult,
+        )
+        if not claim.granted:
+            await self.audit("suppressed", claim.reason)
+            return await self.finish(Outcome.SUPPRESSED, claim.reason)
+        try:
+            return await self._reclaim(policy, action, finding.savings_usd_month, would)
+        finally:
+            await self.call_void(
+                "audit.release_target",
+                TargetRelease(target=str(action.target), workflow_id=workflow_id, acted=bool(self.actions)),
+            )
+
+    async def _reclaim(
+        self, policy: ResourcePolicy, action: PlannedAction, savings: float, would: list[str]
+    ) -> LoopResult:
+        if action.mode == Mode.SUPERVISED:
+            assert policy.approval is not None
+            answer = await self.await_approval(policy.approval)
+            if answer == ApprovalAnswer.TIMEOUT:
+                return await self._hand_over(f"nobody approved within {policy.approval.timeout:.0f}s", would)
+            if answer != ApprovalAnswer.APPROVE:
+                return await self.finish(Outcome.REJECTED, f"rejected by {self.approver}")
+        failure = await self.act([action])
+        for record in self.actions:
+            record.savings_usd_month = savings
+        if isinstance(failure, Paused) and not self.actions:
+            await self.audit("suppressed", failure.reason)
+            return await self.finish(Outcome.SUPPRESSED, failure.reason)
+        if failure is not None:
+            undo_failures = await self.compensate()
+            return await self._hand_over("; ".join([str(failure), *undo_failures]), would)
+        report = await self._verify(policy, action)
+        if report.verdict == Verdict.HEALTHY:
+            await self.audit("resolved", report.reason)
+            return await self.finish(
+                Outcome.RESOLVED, f"{report.reason}; saving ${savings:,.2f}/month", verdict=report.verdict
+            )
+        if report.verdict == Verdict.UNKNOWN:
+            return await self._hand_over(
+                f"verification is inconclusive ({report.reason}); the change is left in place",
+                would,
+                report.verdict,
+            )
+        undo_failures = await self.compensate()
+        undone = "; ".join(undo_failures) or "the change was undone"
+        return await self._hand_over(
+            f"the change did not hold ({report.reason}); {undone}", would, report.verdict
+        )
+
+    async def _verify(self, policy: ResourcePolicy, action: PlannedAction) -> HealthReport:
+        """After the window: the resource still in its new state, then its dependents healthy."""
+        self.step = "verifying"
+        await workflow.sleep(timedelta(seconds=policy.verify.window))
+        spec = action_spec(action.type)
+        try:
+            report = await self.call(
+                activity_name(spec.verify), ResourceCheck(action=action), HealthReport, VERIFY
+            )
+        except ActivityError as error:
+            report = HealthReport(
+                verdict=Verdict.UNKNOWN, reason=f"could not re-read the resource: {error.cause or error}"
+            )
+        check = policy.verify.health_check()
+        if report.verdict == Verdict.HEALTHY and check is not None:
+            try:
+                report = await self.call("prometheus.check_health", check, HealthReport, VERIFY)
+            except ActivityError as error:
+                report = HealthReport(
+                    verdict=Verdict.UNKNOWN, reason=f"health query failed: {error.cause or error}"
+                )
+        self.timeline.verified = workflow.now()
+        for item in report.evidence:
+            self.add_evidence(item)
+        await self.audit("verified", f"{report.verdict}: {report.reason}", report.evidence)
+        return report
+
+    async def _hand_over(self, reason: str, would: list[str], verdict: Verdict | None = None) -> LoopResult:
+        briefing = Briefing(
+            workflow_id=workflow.info().workflow_id,
+            loop=self.loop,
+            title=f"resource loop on {self.subject}: suture stopped and needs a human",
+            subject=self.subject,
+            impact="cost only: the resource is as the briefing says, nothing was retried",
+            scope=self.subject,
+            reason=reason,
+            evidence=self.evidence[-20:],
+            would_have_done=would,
+            actions_taken=list(self.actions),
+        )
+        await self.escalate(briefing)
+        return await self.finish(Outcome.ESCALATED, reason, verdict=verdict, briefing=briefing)
