@@ -10,6 +10,8 @@ variable                       meaning (default)
 =============================  ===================================================
 SUTURE_STATE_DIR               where local state lives (``.suture`` in the cwd)
 SUTURE_DB_URL                  audit store URL (``sqlite:///$SUTURE_STATE_DIR/suture.db``)
+SUTURE_AUDIT_KEY               HMAC key of the audit chain, 32+ characters; set it in production
+                               (unset: generated once into ``audit.key`` beside the database)
 SUTURE_POLICY_DIRS             policy folders, ``os.pathsep``-separated (the shipped defaults)
 SUTURE_ESCALATION_WEBHOOK      generic JSON webhook that receives briefings (none: log only)
 SUTURE_WEBHOOK_TOKEN           bearer token the ingress requires from webhook senders (none)
@@ -31,7 +33,15 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from suture.errors import ConfigError
 
@@ -41,6 +51,7 @@ _HOST_PORT = re.compile(r"^\[?[A-Za-z0-9_.:-]+\]?:\d{1,5}$")
 ENVIRONMENT = {
     "state_dir": "SUTURE_STATE_DIR",
     "db_url": "SUTURE_DB_URL",
+    "audit_key": "SUTURE_AUDIT_KEY",
     "policy_dirs": "SUTURE_POLICY_DIRS",
     "escalation_webhook": "SUTURE_ESCALATION_WEBHOOK",
     "webhook_token": "SUTURE_WEBHOOK_TOKEN",
@@ -73,6 +84,7 @@ class Settings(BaseModel):
 
     state_dir: Path = Field(default_factory=lambda: Path.cwd() / ".suture")
     db_url: str = ""
+    audit_key: SecretStr | None = None
     policy_dirs: tuple[Path, ...] = Field(default_factory=_default_policy_dirs)
     escalation_webhook: str | None = None
     webhook_token: str | None = None
@@ -132,6 +144,13 @@ class Settings(BaseModel):
                 "must be a SQLAlchemy URL such as sqlite:///path/suture.db or "
                 "postgresql+psycopg://user:password@host/suture"
             )
+        return value
+
+    @field_validator("audit_key")
+    @classmethod
+    def _audit_key_is_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters, e.g. the output of `openssl rand -hex 32`")
         return value
 
     @field_validator("escalation_webhook", "prometheus_url")

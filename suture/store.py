@@ -1,14 +1,17 @@
 """The audit store: every step suture took, how each run ended, who holds which target.
 
-Three tables carry three promises:
+Four tables carry four promises:
 
 * ``audit_events`` is append-only and tamper-evident. Each event's hash covers the
   previous event's hash and the event's canonical JSON, chained globally in insert
-  order; ``audit_chain`` keeps the head so that removing the newest events is
-  detected too. ``(workflow_id, seq)`` is unique, so an activity retried after its
-  insert committed writes nothing the second time.
+  order, and each carries an HMAC of its hash under the audit key (see
+  :mod:`suture.audit_chain`); ``audit_chain`` keeps the signed head so that removing
+  the newest events is detected too, and a head file outside the database catches
+  a restored older copy. ``(workflow_id, seq)`` is unique, so an activity retried
+  after its insert committed writes nothing the second time.
 * ``runs`` keeps one row per workflow (the ``LoopResult``), which the morning
-  report reads.
+  report reads. Closing a run also appends its seal to the chain in the same
+  transaction, so ``suture audit verify`` catches a row edited, added or deleted.
 * ``target_locks`` is the per-resource lock and cooldown: two runs never act on
   the same target at once, and a target acted on recently is left alone.
 * ``kill_switches`` holds one row per scope (``all`` or a loop's name): a paused
@@ -24,179 +27,75 @@ temporalio; activities wrap it.
 from __future__ import annotations
 
 import hashlib
-import json
-import threading
+import os
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from pydantic import BaseModel, ConfigDict
-from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Boolean,
-    DateTime,
-    Dialect,
-    Index,
-    Integer,
-    String,
-    Text,
-    UniqueConstraint,
-    create_engine,
-    event,
-    func,
-    or_,
-    select,
-    text,
+from sqlalchemy import func, or_, select, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session
+
+from suture.audit_chain import (
+    GENESIS,
+    KEY_FILE,
+    KEY_VARIABLE,
+    RUN_CLOSED,
+    RUNS,
+    AuditKey,
+    ChainBreak,
+    ChainReport,
+    canonical_json,
+    chain_hash,
+    load_audit_key,
+    run_seal,
 )
-from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
-from sqlalchemy.pool import StaticPool
-from sqlalchemy.types import TypeDecorator
-
-from suture.errors import ConfigError
-from suture.models import (
-    ActionRecord,
-    AuditEntry,
-    Briefing,
-    ClaimResult,
-    Evidence,
-    Loop,
-    LoopResult,
-    Mode,
-    Outcome,
-    TargetClaim,
-    TargetRelease,
-    Timeline,
-    Verdict,
+from suture.audit_verify import verify_store
+from suture.chain_writer import GOVERNANCE, ChainWriter
+from suture.models import AuditEntry, ClaimResult, Loop, LoopResult, TargetClaim, TargetRelease
+from suture.tables import (
+    AuditChainHead,
+    AuditEvent,
+    Base,
+    KillSwitchRow,
+    Run,
+    TargetLock,
+    as_utc,
+    create_store_engine,
+    entry_of,
+    fill_run,
+    result_of,
+    sqlite_file,
 )
 
-GENESIS = "0" * 64
-"""``prev_hash`` of the first event of the chain."""
+if TYPE_CHECKING:
+    from suture.config import Settings
+
+__all__ = [
+    "ALL_LOOPS",
+    "GENESIS",
+    "GOVERNANCE",
+    "RUNS",
+    "AuditStore",
+    "Base",
+    "ChainBreak",
+    "ChainReport",
+    "KillSwitch",
+    "SwitchState",
+    "alembic_config",
+    "as_utc",
+    "canonical_json",
+    "chain_hash",
+    "create_store_engine",
+]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-_WRITE_ATTEMPTS = 3
 _MIGRATION_LOCK = 0x5375747572
 """PostgreSQL advisory lock key held while migrating ("Sutur" in ASCII)."""
-T = TypeVar("T")
 
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Timestamps stored and returned as UTC, whatever the dialect keeps.
-
-    SQLite has no time zones and hands back naive values; normalising here keeps
-    comparisons and the audit hash identical on SQLite and PostgreSQL.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        value = as_utc(value)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return None if value is None else as_utc(value)
-
-
-def as_utc(value: datetime) -> datetime:
-    """``value`` in UTC; a naive value is taken to be UTC already."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-# BIGINT keys do not alias SQLite's rowid, so they would not autoincrement there.
-_EventId = BigInteger().with_variant(Integer(), "sqlite")
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class AuditEvent(Base):
-    __tablename__ = "audit_events"
-    __table_args__ = (
-        UniqueConstraint("workflow_id", "seq", name="uq_audit_events_workflow_seq"),
-        Index("ix_audit_events_at", "at"),
-    )
-
-    id: Mapped[int] = mapped_column(_EventId, primary_key=True, autoincrement=True)
-    workflow_id: Mapped[str] = mapped_column(String(255))
-    seq: Mapped[int] = mapped_column(Integer)
-    loop: Mapped[str] = mapped_column(String(32))
-    subject: Mapped[str] = mapped_column(String(512))
-    step: Mapped[str] = mapped_column(String(64))
-    detail: Mapped[str] = mapped_column(Text)
-    actor: Mapped[str] = mapped_column(String(255))
-    evidence: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
-    at: Mapped[datetime] = mapped_column(UTCDateTime)
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64), unique=True)
-
-
-class AuditChainHead(Base):
-    """The single row naming the newest event of the chain; also the writers' lock."""
-
-    __tablename__ = "audit_chain"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    last_event_id: Mapped[int | None] = mapped_column(_EventId, nullable=True)
-    hash: Mapped[str] = mapped_column(String(64))
-
-
-class Run(Base):
-    __tablename__ = "runs"
-    __table_args__ = (Index("ix_runs_loop_closed", "loop", "closed"),)
-
-    workflow_id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    loop: Mapped[str] = mapped_column(String(32))
-    subject: Mapped[str] = mapped_column(String(512))
-    outcome: Mapped[str] = mapped_column(String(32))
-    mode: Mapped[str | None] = mapped_column(String(32))
-    policy: Mapped[str | None] = mapped_column(String(255))
-    policy_version: Mapped[str | None] = mapped_column(String(64))
-    verdict: Mapped[str | None] = mapped_column(String(32))
-    detected: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    decided: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    approved: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    acted: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    verified: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    closed: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    received_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    human_touched: Mapped[bool] = mapped_column(Boolean, default=False)
-    approver: Mapped[str | None] = mapped_column(String(255))
-    actions: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
-    reason: Mapped[str] = mapped_column(Text)
-    briefing: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-
-
-class TargetLock(Base):
-    __tablename__ = "target_locks"
-
-    target: Mapped[str] = mapped_column(String(512), primary_key=True)
-    holder: Mapped[str | None] = mapped_column(String(255))
-    acquired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    last_action_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-
-class KillSwitchRow(Base):
-    __tablename__ = "kill_switches"
-
-    scope: Mapped[str] = mapped_column(String(32), primary_key=True)
-    paused: Mapped[bool] = mapped_column(Boolean)
-    by: Mapped[str] = mapped_column(String(255))
-    reason: Mapped[str] = mapped_column(Text)
-    at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
-_TIMELINE = ("detected", "decided", "approved", "acted", "verified", "closed")
 ALL_LOOPS = "all"
 """Kill switch scope that pauses every loop."""
-GOVERNANCE = "governance"
-"""``workflow_id`` of the audit events that record kill switches pulled and released."""
 
 
 class SwitchState(NamedTuple):
@@ -218,117 +117,51 @@ class KillSwitch(NamedTuple):
     at: datetime
 
 
-class ChainBreak(BaseModel):
-    """Where :meth:`AuditStore.verify_chain` found the chain broken, and how."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    event_id: int | None
-    workflow_id: str | None = None
-    seq: int | None = None
-    reason: str
-    checked: int
-    """Events that verified before the break."""
-
-    def __str__(self) -> str:
-        where = (
-            f"event {self.event_id} ({self.workflow_id} #{self.seq})" if self.event_id else "the chain head"
-        )
-        return f"{where}: {self.reason}"
-
-
-def chain_hash(prev_hash: str, entry: AuditEntry) -> str:
-    """sha256 of the previous hash followed by the entry's canonical JSON."""
-    return hashlib.sha256((prev_hash + canonical_json(entry)).encode()).hexdigest()
-
-
-def canonical_json(entry: AuditEntry) -> str:
-    """The entry as sorted, compact JSON with its timestamp in UTC microseconds."""
-    fields = entry.model_dump(mode="json")
-    fields["at"] = as_utc(entry.at).isoformat(timespec="microseconds")
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def create_store_engine(url: str | URL) -> Engine:
-    """An engine for ``url``, tuned so activity threads can share it.
-
-    SQLite gets WAL (readers never block the writer), a busy timeout instead of
-    instant ``database is locked`` errors, and ``BEGIN IMMEDIATE`` for writes so
-    that read-then-write transactions cannot deadlock. An in-memory SQLite database
-    is one shared connection and suits single-threaded tests only.
-
-    Raises:
-        ConfigError: when the URL does not parse or its database driver is missing.
-    """
-    try:
-        parsed = make_url(url)
-        if parsed.get_backend_name() != "sqlite":
-            return create_engine(parsed, pool_pre_ping=True)
-    except ImportError as error:
-        raise ConfigError(
-            f"SUTURE_DB_URL: the database driver is not installed ({error}); "
-            "for PostgreSQL: pip install 'suture[postgres]'"
-        ) from error
-    except (ArgumentError, NoSuchModuleError) as error:
-        raise ConfigError(f"SUTURE_DB_URL: not a usable SQLAlchemy URL: {error}") from error
-    database = parsed.database or ""
-    in_memory = database in ("", ":memory:") or "mode=memory" in database
-    options: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
-    if in_memory:
-        options["poolclass"] = StaticPool
-    else:
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(parsed, **options)
-    _serialise_sqlite_writers(engine, wal=not in_memory)
-    return engine
-
-
-def _serialise_sqlite_writers(engine: Engine, wal: bool) -> None:
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy, not the driver, emit BEGIN so that it can be IMMEDIATE.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA busy_timeout = 30000")
-        if wal:
-            cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA synchronous = NORMAL")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        read_only = connection.get_execution_options().get("suture_read_only", False)
-        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
-
-
-class AuditStore:
+class AuditStore(ChainWriter):
     """Repository over the audit tables; safe to share between threads.
 
-    Args:
-        engine: from :func:`create_store_engine`; the schema must be current
-            (see :meth:`create` and :meth:`upgrade`).
-        clock: the time used for locks and cooldowns; tests pass a fake one.
+    Built by :meth:`create` (or :meth:`from_settings`), which brings the schema up
+    to date and checks the audit key; the constructor's arguments are
+    :class:`~suture.chain_writer.ChainWriter`'s.
     """
-
-    def __init__(self, engine: Engine, clock: Callable[[], datetime] | None = None) -> None:
-        self.engine = engine
-        self._clock = clock or (lambda: datetime.now(UTC))
-        self._writes = sessionmaker(engine, expire_on_commit=False)
-        # Writers queue here rather than in SQLite's busy handler, whose sleeping
-        # back-off turned 64 concurrent activity threads into seconds of latency.
-        # Other processes still serialise on the database's own lock.
-        self._write_lock = threading.Lock()
-        self._reads = sessionmaker(engine.execution_options(suture_read_only=True), expire_on_commit=False)
 
     @classmethod
     def create(
-        cls, url: str | URL, *, migrate: bool = True, clock: Callable[[], datetime] | None = None
+        cls,
+        url: str | URL,
+        *,
+        key: AuditKey | None = None,
+        state_dir: Path | None = None,
+        migrate: bool = True,
+        clock: Callable[[], datetime] | None = None,
     ) -> AuditStore:
-        """Open the store at ``url``, bringing its schema up to date unless ``migrate`` is false."""
-        store = cls(create_store_engine(url), clock=clock)
+        """Open the store at ``url``, bringing its schema up to date unless ``migrate`` is false.
+
+        Args:
+            key: the audit key; by default ``SUTURE_AUDIT_KEY``, else ``audit.key`` in the
+                key folder, generated on first use.
+            state_dir: the key folder for a server database (default ``SUTURE_STATE_DIR``
+                or ``./.suture``). A SQLite file keeps its key and head file beside it.
+
+        Raises:
+            ConfigError: the URL is unusable, or ``key`` is not the key the chain was
+                written with.
+        """
+        engine = create_store_engine(url)
+        folder = _key_folder(url, state_dir)
+        if key is None:
+            key = load_audit_key(os.environ.get(KEY_VARIABLE), folder / KEY_FILE if folder else None)
+        store = cls(engine, key=key, checkpoint=_head_file(url, folder), clock=clock)
         if migrate:
             store.upgrade()
+            store.adopt_key()
         return store
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **options: Any) -> AuditStore:
+        """Open the store a process's settings name (``SUTURE_DB_URL``, ``SUTURE_AUDIT_KEY``)."""
+        key = AuditKey(settings.audit_key.get_secret_value().encode()) if settings.audit_key else None
+        return cls.create(settings.db_url, key=key, state_dir=settings.state_dir, **options)
 
     def upgrade(self, revision: str = "head") -> None:
         """Run the Alembic migrations up to ``revision`` on this store's database.
@@ -346,6 +179,22 @@ class AuditStore:
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
 
+    def adopt_key(self) -> None:
+        """Key the chain with this store's key if it is not keyed yet; refuse another key.
+
+        A chain written before keys existed keeps its events as legacy: everything
+        appended from now on is signed, and each runs row is sealed into the chain.
+
+        Raises:
+            ConfigError: the chain is keyed with another key.
+        """
+        with self._reads() as session:
+            head = session.get(AuditChainHead, 1)
+            if head is not None and head.key_id is not None:
+                self._check_key(head)
+                return
+        self._write(self._locked_head)
+
     def close(self) -> None:
         self.engine.dispose()
 
@@ -353,26 +202,7 @@ class AuditStore:
 
     def record(self, entry: AuditEntry) -> bool:
         """Append ``entry`` to the chain. Returns False when it was already recorded."""
-        return self._write(lambda session: self._append(session, entry))
-
-    def _append(self, session: Session, entry: AuditEntry) -> bool:
-        head = self._chain_head(session)
-        exists = select(AuditEvent.id).where(
-            AuditEvent.workflow_id == entry.workflow_id, AuditEvent.seq == entry.seq
-        )
-        if session.scalar(exists) is not None:
-            return False
-        digest = chain_hash(head.hash, entry)
-        row = AuditEvent(
-            **entry.model_dump(mode="json", exclude={"at"}),
-            at=entry.at,
-            prev_hash=head.hash,
-            hash=digest,
-        )
-        session.add(row)
-        session.flush()
-        head.last_event_id, head.hash = row.id, digest
-        return True
+        return self._write(lambda session: self._append(session, self._locked_head(session), entry))
 
     def events(self, workflow_id: str | None = None) -> list[AuditEntry]:
         """Recorded entries in insert order, for one run or for all."""
@@ -380,56 +210,55 @@ class AuditStore:
         if workflow_id is not None:
             query = query.where(AuditEvent.workflow_id == workflow_id)
         with self._reads() as session:
-            return [_entry_of(row) for row in session.scalars(query)]
+            return [entry_of(row) for row in session.scalars(query)]
+
+    def verify(self) -> ChainReport:
+        """Check the keyed chain, its head, the head file and the runs table.
+
+        Raises:
+            ConfigError: this store's key is not the key the chain was written with.
+        """
+        with self._reads() as session:
+            head = session.get(AuditChainHead, 1)
+            if head is not None and head.key_id is not None:
+                self._check_key(head)
+            return verify_store(session, self.key, self.checkpoint)
 
     def verify_chain(self) -> ChainBreak | None:
-        """Recompute every hash in insert order.
-
-        Returns:
-            None when the chain is intact, else the first event that breaks it.
-        """
-        expected, checked = GENESIS, 0
-        last_id: int | None = None
-        with self._reads() as session:
-            for row in session.scalars(select(AuditEvent).order_by(AuditEvent.id)).yield_per(500):
-                broken = _broken_link(row, expected)
-                if broken:
-                    return ChainBreak(
-                        event_id=row.id,
-                        workflow_id=row.workflow_id,
-                        seq=row.seq,
-                        reason=broken,
-                        checked=checked,
-                    )
-                expected, last_id, checked = row.hash, row.id, checked + 1
-            head = session.get(AuditChainHead, 1)
-        head_hash, head_id = (head.hash, head.last_event_id) if head else (GENESIS, None)
-        if (head_hash, head_id) != (expected, last_id):
-            return ChainBreak(
-                event_id=None,
-                reason=(
-                    f"the newest event is {last_id} but the chain head records {head_id}: "
-                    "events were removed from the end or the head was edited"
-                ),
-                checked=checked,
-            )
-        return None
+        """The first break :meth:`verify` finds, or None when everything verifies."""
+        breaks = self.verify().breaks
+        return breaks[0] if breaks else None
 
     def count_events(self) -> int:
         with self._reads() as session:
             return session.scalar(select(func.count()).select_from(AuditEvent)) or 0
 
+    def chain_head_seq(self) -> int:
+        """How many events the chain holds: the ``suture_audit_chain_head_seq`` gauge."""
+        with self._reads() as session:
+            head = session.get(AuditChainHead, 1)
+            return head.seq if head is not None else 0
+
     # --- runs ----------------------------------------------------------------------
 
     def close_run(self, result: LoopResult) -> None:
-        """Keep how a run ended; a second call for the same workflow replaces the row."""
+        """Keep how a run ended and seal it into the chain; a later call replaces the row.
+
+        A retried call with the same result finds its seal current and writes nothing.
+        """
 
         def upsert(session: Session) -> None:
+            head = self._locked_head(session)
             row = session.get(Run, result.workflow_id, with_for_update=True)
             if row is None:
                 row = Run(workflow_id=result.workflow_id)
                 session.add(row)
-            _fill_run(row, result)
+                previous = None
+            else:
+                previous = run_seal(result_of(row))
+            fill_run(row, result)
+            if run_seal(result_of(row)) != previous:
+                self._seal_run(session, head, row, RUN_CLOSED)
 
         self._write(upsert)
 
@@ -446,7 +275,7 @@ class AuditStore:
         if loop is not None:
             query = query.where(Run.loop == str(loop))
         with self._reads() as session:
-            return [_result_of(row) for row in session.scalars(query)]
+            return [result_of(row) for row in session.scalars(query)]
 
     # --- per-target lock and cooldown ----------------------------------------------
 
@@ -589,47 +418,27 @@ class AuditStore:
 
         self._write(flip)
 
-    def _governance_event(
-        self, session: Session, loop: Loop, subject: str, step: str, detail: str, by: str
-    ) -> None:
-        """Audit a person's act on suture itself, numbered on after the last one."""
-        self._chain_head(session)  # the chain lock, taken before reading the next seq
-        seq = session.scalar(
-            select(func.coalesce(func.max(AuditEvent.seq), 0)).where(AuditEvent.workflow_id == GOVERNANCE)
-        )
-        entry = AuditEntry(
-            workflow_id=GOVERNANCE,
-            seq=(seq or 0) + 1,
-            loop=loop,
-            subject=subject,
-            step=step,
-            detail=detail,
-            actor=by,
-            at=self._clock(),
-        )
-        self._append(session, entry)
 
-    # --- plumbing ------------------------------------------------------------------
+def _key_folder(url: str | URL, state_dir: Path | None) -> Path | None:
+    """Where the generated key and the head file live: beside a SQLite file, else the state dir."""
+    database = sqlite_file(url)
+    if database is not None:
+        return database.absolute().parent
+    if make_url(url).get_backend_name() == "sqlite":
+        return None  # in memory: nothing outlives the process
+    # The same default as Settings.state_dir, for callers that pass only a URL.
+    return state_dir or Path(os.environ.get("SUTURE_STATE_DIR") or Path.cwd() / ".suture")
 
-    def _write(self, work: Callable[[Session], T]) -> T:
-        """Run ``work`` in one write transaction, again if a concurrent insert won a race."""
-        for attempt in range(1, _WRITE_ATTEMPTS + 1):
-            try:
-                with self._write_lock, self._writes.begin() as session:
-                    return work(session)
-            except IntegrityError:
-                if attempt == _WRITE_ATTEMPTS:
-                    raise
-        raise AssertionError("unreachable")
 
-    @staticmethod
-    def _chain_head(session: Session) -> AuditChainHead:
-        head = session.get(AuditChainHead, 1, with_for_update=True)
-        if head is None:
-            head = AuditChainHead(id=1, last_event_id=None, hash=GENESIS)
-            session.add(head)
-            session.flush()
-        return head
+def _head_file(url: str | URL, folder: Path | None) -> Path | None:
+    if folder is None:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    database = sqlite_file(url)
+    if database is not None:
+        return folder / f"{database.name}.audit-head"
+    where = make_url(url).render_as_string(hide_password=True)
+    return folder / f"audit-head-{hashlib.sha256(where.encode()).hexdigest()[:12]}.json"
 
 
 def _loop_of(workflow_id: str) -> Loop:
@@ -647,63 +456,3 @@ def alembic_config(url: str | URL) -> Any:
     rendered = make_url(url).render_as_string(hide_password=False)
     config.set_main_option("sqlalchemy.url", rendered.replace("%", "%%"))
     return config
-
-
-def _broken_link(row: AuditEvent, expected_prev: str) -> str:
-    if row.prev_hash != expected_prev:
-        return "prev_hash does not match the previous event's hash: an event was removed or reordered"
-    try:
-        recomputed = chain_hash(row.prev_hash, _entry_of(row))
-    except ValueError as error:
-        return f"the stored event no longer reads as an audit entry: {error}"
-    if recomputed != row.hash:
-        return "the event's content does not match its hash: it was edited after it was recorded"
-    return ""
-
-
-def _entry_of(row: AuditEvent) -> AuditEntry:
-    return AuditEntry(
-        workflow_id=row.workflow_id,
-        seq=row.seq,
-        loop=Loop(row.loop),
-        subject=row.subject,
-        step=row.step,
-        detail=row.detail,
-        actor=row.actor,
-        evidence=[Evidence.model_validate(item) for item in row.evidence],
-        at=row.at,
-    )
-
-
-def _fill_run(row: Run, result: LoopResult) -> None:
-    row.loop, row.subject, row.outcome = str(result.loop), result.subject, str(result.outcome)
-    row.mode = str(result.mode) if result.mode else None
-    row.verdict = str(result.verdict) if result.verdict else None
-    row.policy, row.policy_version = result.policy, result.policy_version
-    for name in _TIMELINE:
-        setattr(row, name, getattr(result.timeline, name))
-    row.received_at = result.received_at
-    row.human_touched, row.approver = result.human_touched, result.approver
-    row.actions = [action.model_dump(mode="json") for action in result.actions]
-    row.reason = result.reason
-    row.briefing = result.briefing.model_dump(mode="json") if result.briefing else None
-
-
-def _result_of(row: Run) -> LoopResult:
-    return LoopResult(
-        workflow_id=row.workflow_id,
-        loop=Loop(row.loop),
-        subject=row.subject,
-        outcome=Outcome(row.outcome),
-        mode=Mode(row.mode) if row.mode else None,
-        reason=row.reason,
-        policy=row.policy,
-        policy_version=row.policy_version,
-        verdict=Verdict(row.verdict) if row.verdict else None,
-        actions=[ActionRecord.model_validate(item) for item in row.actions],
-        timeline=Timeline(**{name: getattr(row, name) for name in _TIMELINE}),
-        human_touched=row.human_touched,
-        approver=row.approver,
-        briefing=Briefing.model_validate(row.briefing) if row.briefing else None,
-        received_at=row.received_at,
-    )

@@ -43,7 +43,28 @@ errors = Console(stderr=True, soft_wrap=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 WaitingRun = Annotated[str, typer.Argument(help="Workflow ID of the waiting run.")]
-ApproverName = Annotated[str, typer.Option("--as", help="Your name, as the policy lists it.")]
+
+
+def _person(name: str | None) -> str | None:
+    """Refuse a ``--as`` name outside the documented alphabet before anything is touched."""
+    from rich.markup import escape
+
+    from suture.people import InvalidName, person_name
+
+    if name is None:
+        return None
+    try:
+        return person_name(name)
+    except InvalidName as error:
+        errors.print(f"[red]error:[/red] --as: {escape(str(error))}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _as_option(help_text: str) -> Any:
+    return typer.Option("--as", help=help_text, callback=_person)
+
+
+ApproverName = Annotated[str, _as_option("Your name, as the policy lists it.")]
 Note = Annotated[str, typer.Option(help="Why.")]
 
 
@@ -297,7 +318,7 @@ def _with_store(work: Callable[[Any], T]) -> T:
     from suture.store import AuditStore
 
     def opened() -> T:
-        store = AuditStore.create(_settings().db_url)
+        store = AuditStore.from_settings(_settings())
         try:
             return work(store)
         finally:
@@ -310,9 +331,7 @@ def _with_store(work: Callable[[Any], T]) -> T:
 @app.command()
 def pause(
     loop: LoopArgument = None,
-    as_: Annotated[
-        str | None, typer.Option("--as", help="Your name; the audit trail records who paused.")
-    ] = None,
+    as_: Annotated[str | None, _as_option("Your name; the audit trail records who paused.")] = None,
     reason: Annotated[str, typer.Option(help="Why; every run the switch stops repeats it.")] = "",
     status: Annotated[bool, typer.Option("--status", help="List the kill switches instead.")] = False,
     as_json: JsonFlag = False,
@@ -332,7 +351,7 @@ def pause(
 
 @app.command()
 def resume(
-    as_: Annotated[str, typer.Option("--as", help="Your name; the audit trail records who resumed.")],
+    as_: Annotated[str, _as_option("Your name; the audit trail records who resumed.")],
     loop: LoopArgument = None,
 ) -> None:
     """Release a kill switch. Resuming all leaves a loop paused by name paused."""
@@ -379,7 +398,7 @@ def policy_check(files: Annotated[list[Path], typer.Argument(help="Policy YAML f
 @app.command()
 def unlock(
     target: Annotated[str, typer.Argument(help="The locked target, e.g. shop/checkout.")],
-    as_: Annotated[str, typer.Option("--as", help="Your name, for the audit trail.")],
+    as_: Annotated[str, _as_option("Your name, for the audit trail.")],
     reason: Annotated[str, typer.Option(help="Why.")] = "",
     force: Annotated[bool, typer.Option(help="Take the lock even from a run still open.")] = False,
 ) -> None:
@@ -417,16 +436,22 @@ async def _refuse_if_open(workflow_id: str) -> None:
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
-    """Check the audit hash chain."""
-    from suture.store import AuditStore
+def audit_verify(as_json: JsonFlag = False) -> None:
+    """Check the keyed audit chain, its head file, and every runs row against the chain.
 
-    store = AuditStore.create(_settings().db_url)
-    broken = store.verify_chain()
-    if broken is not None:
-        errors.print(f"[red]audit chain broken[/red] at {broken}")
+    Exit 1 when anything was rewritten, removed or added; 2 when the audit key is wrong.
+    """
+    from rich.markup import escape
+
+    report = _with_store(lambda store: store.verify())
+    if as_json:
+        _print_json(report.model_dump(mode="json") | {"intact": report.intact})
+    elif report.intact:
+        console.print(f"audit chain intact: {report.summary()}", highlight=False)
+    for broken in report.breaks if not as_json else []:
+        errors.print(f"[red]audit chain broken[/red] at {escape(str(broken))}", highlight=False)
+    if not report.intact:
         raise typer.Exit(1)
-    console.print("audit chain intact")
 
 
 @app.command()
