@@ -9,21 +9,24 @@ it pages once.
 Failures are sorted the way a retry would fare: connection errors, timeouts, 5xx,
 408 and 429 are transient and raised for Temporal to retry (honouring
 ``Retry-After``); any other answer (4xx, unexpected redirects) will not improve
-by retrying and is non-retryable, with the receiver's reply in the message. With
-no webhook configured the briefing is logged and the activity succeeds: the audit
-trail already holds the escalation and the run's result keeps the briefing.
+by retrying and is non-retryable, with the receiver's reply in the message.
+
+With no webhook configured the briefing is never dropped: it is logged at WARNING
+with its full text (every field, readable as it stands in a terminal or a log
+file) and the activity succeeds; the workflow has already audited the escalation
+and the run's result keeps the briefing. ``suture up`` without
+``SUTURE_ESCALATION_WEBHOOK`` therefore prints each briefing to its log.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from suture.models import Briefing
+from suture.models import ActionRecord, Briefing, Evidence
 
 TRANSIENT_STATUSES = frozenset({408, 429})
 _REPLY_EXCERPT = 300
@@ -49,7 +52,8 @@ class Escalation:
     async def escalate(self, briefing: Briefing) -> None:
         if not self.webhook_url:
             activity.logger.warning(
-                "escalation (no webhook configured): %s", json.dumps(briefing.model_dump(mode="json"))
+                "escalation (SUTURE_ESCALATION_WEBHOOK is not set, so it is logged here):\n%s",
+                briefing_text(briefing),
             )
             return
         try:
@@ -64,6 +68,41 @@ class Escalation:
                 type="EscalationUnavailable",
             ) from error
         _raise_for_answer(response)
+
+
+def briefing_text(briefing: Briefing) -> str:
+    """The whole briefing as plain text, one field per line, lists indented beneath."""
+    lines = [
+        f"{briefing.title}",
+        f"  run: {briefing.workflow_id} ({briefing.loop.value} loop)",
+        f"  subject: {briefing.subject}",
+        f"  impact: {briefing.impact}",
+        f"  scope: {briefing.scope}",
+        f"  why suture stopped: {briefing.reason}",
+    ]
+    sections = {
+        "evidence": [_evidence_line(item) for item in briefing.evidence],
+        "recent changes": briefing.recent_changes,
+        "automation would have": briefing.would_have_done,
+        "actions taken": [_action_line(action) for action in briefing.actions_taken],
+        "dependents": briefing.dependents,
+    }
+    for heading, items in sections.items():
+        lines.append(f"  {heading}:" + ("" if items else " none"))
+        lines += [f"    - {item}" for item in items]
+    return "\n".join(lines)
+
+
+def _evidence_line(evidence: Evidence) -> str:
+    value = "" if evidence.value is None else f" = {evidence.value}"
+    note = f" ({evidence.note})" if evidence.note else ""
+    return f"{evidence.source}: {evidence.query}{value} at {evidence.at.isoformat()}{note}"
+
+
+def _action_line(action: ActionRecord) -> str:
+    state = ", undone" if action.compensated else ""
+    detail = f": {action.detail}" if action.detail else ""
+    return f"{action.type} on {action.target} ({action.mode.value}{state}){detail}"
 
 
 def _raise_for_answer(response: httpx.Response) -> None:

@@ -1,26 +1,26 @@
-"""The embedded stack: everything suture needs, on free loopback ports, in one process.
+"""The drill stack: the embedded stack of ``suture up`` plus the estate the drills act on.
 
-``suture up`` runs it with the Temporal UI on 8233 and persistent state;
-``suture demo``, ``suture drill`` and the drill tests run it with the sandbox
-estate (Kubernetes emulator, exporters, Prometheus, Alertmanager, moto) in a
-fresh state directory. The worker and the ingress are the production ones; only
-their clients point at loopback. Pieces start in dependency order and stop in
-reverse, so an interrupted run leaves no process behind.
+:class:`Stack` is :class:`workers.embedded.EmbeddedStack` (Temporal dev server,
+the production worker and ingress) with, in :meth:`Stack.before_worker`, the
+sandbox estate (Kubernetes emulator, exporters, Prometheus, Alertmanager, moto)
+and an :class:`EscalationInbox` that keeps every briefing for the drills to read.
+The worker's clients are pointed at them through the embedded stack's overrides;
+nothing else differs from ``suture up``. ``suture demo``, ``suture drill`` and the
+drill tests run it in a fresh state directory.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import httpx
 from pytest_httpserver import HTTPServer
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError
 from werkzeug import Request, Response
 
@@ -30,8 +30,8 @@ from suture.config import Settings
 from suture.errors import SutureError
 from suture.identity import reliability_workflow_id
 from suture.models import AlertNotice, LoopResult
-from workers.devserver import DevServer
-from workers.temporal_client import connect
+from workers.embedded import ClientOverrides, EmbeddedStack
+from workers.providers import aws_containment
 
 SANDBOX_POLICIES = Path(__file__).parent / "policies"
 
@@ -46,6 +46,10 @@ class EscalationInbox:
     @property
     def url(self) -> str:
         return self._server.url_for("/briefings")
+
+    @property
+    def running(self) -> bool:
+        return bool(self._server.is_running())
 
     def start(self) -> None:
         self._server.expect_request("/briefings", method="POST").respond_with_handler(self._keep)
@@ -63,8 +67,8 @@ class EscalationInbox:
         return Response(status=204)
 
 
-class Stack:
-    """Temporal dev server, worker, ingress and, with ``sandbox``, the drill estate.
+class Stack(EmbeddedStack):
+    """The embedded stack and, with ``sandbox``, the drill estate its worker acts on.
 
     Args:
         state_dir: where the dev server's database, the audit store and logs live.
@@ -74,7 +78,9 @@ class Stack:
         task_queue: the queue the embedded worker polls.
         policy_dirs: policy folders (default: the sandbox's, then the settings').
         aws: with ``sandbox``, also run moto for the security loop.
-        temporal_port, ingress_port: fixed ports (``suture up``); free ones when omitted.
+        temporal_port, ingress_port: fixed ports (``suture up --sandbox``); free ones when omitted.
+        inbox: keep briefings in :attr:`escalations` unless the settings name a webhook;
+            without it they go where ``suture up`` sends them (the webhook, else the log).
     """
 
     def __init__(
@@ -89,70 +95,58 @@ class Stack:
         aws: bool = True,
         temporal_port: int | None = None,
         ingress_port: int | None = None,
+        inbox: bool = True,
     ) -> None:
-        self.state_dir = Path(state_dir)
+        settings = settings or Settings(state_dir=Path(state_dir))
+        if policy_dirs is None:
+            policy_dirs = [SANDBOX_POLICIES, *settings.policy_dirs] if sandbox else settings.policy_dirs
+        super().__init__(
+            state_dir,
+            settings=settings,
+            ui_port=ui_port,
+            task_queue=task_queue,
+            temporal_port=temporal_port,
+            ingress_port=ingress_port,
+            overrides=ClientOverrides(policy_dirs=list(policy_dirs)),
+        )
         self.sandbox = sandbox
         self.with_aws = aws
-        self.settings = settings or Settings(state_dir=self.state_dir)
-        self.task_queue = task_queue
-        self.token = self.settings.webhook_token or secrets.token_urlsafe(24)
-        self.dev = DevServer(
-            self.state_dir / "temporal", port=temporal_port, ui_port=ui_port, headless=ui_port is None
-        )
-        self.ingress_port = ingress_port or free_port()
+        self.with_inbox = inbox
         self.escalations = EscalationInbox()
-        if policy_dirs is not None:
-            self.policy_dirs = list(policy_dirs)
-        elif sandbox:
-            self.policy_dirs = [SANDBOX_POLICIES, *self.settings.policy_dirs]
-        else:
-            self.policy_dirs = list(self.settings.policy_dirs)
-        self._stops: list[Callable[[], Awaitable[Any]]] = []
         self._exporters: dict[tuple[str, str], Any] = {}
-        self.client: Client
         self.kube: Any = None
         self.kube_api: Any = None
         self.estate: Any = None
         self.monitoring: Any = None
         self.aws: Any = None
-        self.store: Any = None
 
-    # --- addresses ------------------------------------------------------------------------
-
-    @property
-    def temporal_address(self) -> str:
-        return self.dev.address
-
-    @property
-    def ui_url(self) -> str | None:
-        return self.dev.ui_url
-
-    @property
-    def ingress_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.ingress_port}"
+    def addresses(self) -> list[tuple[str, str]]:
+        shown = super().addresses()
+        if self.sandbox:
+            shown += [
+                ("Prometheus", self.monitoring.prometheus_url),
+                ("Alertmanager", self.monitoring.alertmanager_url),
+                ("Kubernetes API", f"{self.kube.url} (the sandbox emulator)"),
+            ]
+        return shown
 
     # --- lifecycle -------------------------------------------------------------------------
 
-    async def start(self) -> Self:
-        try:
-            await self._start()
-        except BaseException:
-            await self.stop()
-            raise
-        return self
-
-    async def _start(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        # Each stop is registered before its start, so an interrupted start still cleans up.
-        self._stops.append(lambda: asyncio.to_thread(self.dev.stop))
-        await asyncio.to_thread(self.dev.start)
-        self.client = await connect(self.dev.address)
-        self.escalations.start()
-        self._stops.append(lambda: asyncio.to_thread(self.escalations.stop))
+    async def before_worker(self) -> None:
+        if self.with_inbox:
+            self.escalations.start()
+            self.on_stop(lambda: asyncio.to_thread(self.escalations.stop))
         if self.sandbox:
             await self._start_estate()
-        await self._start_worker()
-        await self._start_ingress()
+        # Briefings go to the configured channel, else to the stack's own inbox (else the log).
+        inbox = self.escalations.url if self.with_inbox else None
+        self.overrides = replace(
+            self.overrides,
+            escalation_webhook=self.settings.escalation_webhook or inbox,
+            kube_api=self.kube_api,
+            aws=aws_containment(self.aws.endpoint_url) if self.aws else None,
+            prometheus_url=self.monitoring.prometheus_url if self.monitoring else None,
+        )
 
     async def _start_estate(self) -> None:
         from sandbox.estate import Estate
@@ -160,75 +154,29 @@ class Stack:
         from sandbox.monitoring import Monitoring
 
         self.kube = KubeEmulator()
+        self.on_stop(self.kube.stop)
         await self.kube.start()
-        self._stops.append(self.kube.stop)
         self.kube_api = self.kube.api_client()
         self.estate = Estate(self.kube_api)
+        self.on_stop(self.estate.stop)
         await self.estate.start()
-        self._stops.append(self.estate.stop)
         self.monitoring = Monitoring(
             self.state_dir / "monitoring", f"{self.ingress_url}/alerts/alertmanager", self.token
         )
-        self._stops.append(lambda: asyncio.to_thread(self.monitoring.stop))
+        self.on_stop(lambda: asyncio.to_thread(self.monitoring.stop))
         await asyncio.to_thread(self.monitoring.start)
         if self.with_aws:
             from sandbox.aws import MotoSandbox
 
             self.aws = MotoSandbox()
-            self._stops.append(lambda: asyncio.to_thread(self.aws.stop))
+            self.on_stop(lambda: asyncio.to_thread(self.aws.stop))
             await asyncio.to_thread(self.aws.start)
-
-    async def _start_worker(self) -> None:
-        from workers.runtime import activity_providers, aws_containment
-        from workers.worker import build_worker
-
-        settings = self.settings.model_copy(
-            update={
-                # Briefings go to the configured channel, else to the stack's own inbox.
-                "escalation_webhook": self.settings.escalation_webhook or self.escalations.url,
-                "prometheus_url": self.monitoring.prometheus_url
-                if self.monitoring
-                else self.settings.prometheus_url,
-            }
-        )
-        aws = aws_containment(self.aws.endpoint_url) if self.aws else None
-        providers = activity_providers(
-            settings, kube_api=self.kube_api, aws=aws, policy_dirs=self.policy_dirs
-        )
-        self.store = next(p.store for p in providers if hasattr(p, "store"))
-        worker = build_worker(self.client, self.task_queue, providers)
-        task = asyncio.create_task(worker.run())
-        self._stops.append(lambda: _stop_worker(worker, task))
-
-    async def _start_ingress(self) -> None:
-        from workers.ingress import create_app, serve
-        from workers.runtime import ingress_routers
-
-        client = self.client
-
-        async def provider() -> Client:
-            return client
-
-        app = create_app(provider, self.token, self.task_queue, routers=ingress_routers())
-        started = asyncio.Event()
-        task = asyncio.create_task(serve(app, LOOPBACK, self.ingress_port, started=started))
-        await asyncio.wait_for(started.wait(), 15)
-        self._stops.append(lambda: _cancel(task))
 
     async def stop(self) -> None:
         for exporter in self._exporters.values():
             exporter.stop()
         self._exporters.clear()
-        while self._stops:
-            stop = self._stops.pop()
-            with contextlib.suppress(Exception):
-                await stop()
-
-    async def __aenter__(self) -> Self:
-        return await self.start()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
+        await super().stop()
 
     # --- what drills use ---------------------------------------------------------------------
 
@@ -285,14 +233,3 @@ class Stack:
 
     def exporter(self, namespace: str, name: str) -> Any:
         return self._exporters[(namespace, name)]
-
-
-async def _stop_worker(worker: Any, task: asyncio.Task[Any]) -> None:
-    await worker.shutdown()
-    await _cancel(task)
-
-
-async def _cancel(task: asyncio.Task[Any]) -> None:
-    task.cancel()
-    with contextlib.suppress(BaseException):
-        await task

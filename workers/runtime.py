@@ -3,6 +3,8 @@
 Each builds its clients from :class:`suture.config.Settings` once, runs until
 Ctrl-C or SIGTERM, and then stops its pieces in reverse order, letting the worker
 finish the activity attempts it holds (Temporal would retry them anyway).
+``suture up`` runs :class:`workers.embedded.EmbeddedStack`; only ``--sandbox``
+reaches the drill estate, through :mod:`workers.sandbox_commands`.
 """
 
 from __future__ import annotations
@@ -10,68 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from suture.config import Settings
-from suture.errors import ConfigError
+from workers.providers import activity_providers, ingress_routers
 
 Say = Callable[[str], Any]
-
-
-def activity_providers(
-    settings: Settings,
-    *,
-    kube_api: Any | None = None,
-    aws: Any | None = None,
-    policy_dirs: Sequence[Path] | None = None,
-) -> list[Any]:
-    """The objects whose methods are the worker's activities, with their clients."""
-    from activities.audit import AuditActivities
-    from activities.governance import Governance
-    from activities.kubernetes import KubernetesActions
-    from activities.notify import Escalation
-    from activities.policy_store import PolicyStore
-    from activities.prometheus import PrometheusProbe, connect
-    from suture.store import AuditStore
-
-    store = AuditStore.create(settings.db_url)
-    providers: list[Any] = [
-        PolicyStore(list(policy_dirs or settings.policy_dirs)),
-        AuditActivities(store),
-        Governance(store),
-        Escalation(settings.escalation_webhook),
-        PrometheusProbe(connect(settings.prometheus_url)),
-        KubernetesActions(kube_api if kube_api is not None else kubernetes_client(settings)),
-    ]
-    providers.append(aws if aws is not None else aws_containment())
-    return providers
-
-
-def kubernetes_client(settings: Settings) -> Any:
-    """An official client from KUBECONFIG, the in-cluster service account, or ~/.kube/config."""
-    from kubernetes import client, config
-
-    try:
-        if settings.kubeconfig:
-            return config.new_client_from_config(config_file=settings.kubeconfig)
-        try:
-            config.load_incluster_config()
-            return client.ApiClient()
-        except config.ConfigException:
-            return config.new_client_from_config()
-    except (config.ConfigException, OSError) as error:
-        raise ConfigError(f"KUBECONFIG: cannot load a Kubernetes configuration ({error})") from None
-
-
-def aws_containment(endpoint_url: str | None = None) -> Any:
-    """AWS containment through the usual credential chain (or an endpoint such as moto)."""
-    import boto3
-
-    from activities.aws import AwsContainment
-
-    return AwsContainment(boto3.Session(), endpoint_url=endpoint_url)
 
 
 async def run_worker(settings: Settings, say: Say) -> None:
@@ -111,32 +58,35 @@ async def run_ingress(
 
 
 async def run_up(settings: Settings, *, sandbox: bool, ui_port: int, say: Say) -> None:
-    from sandbox.stack import Stack
+    """The embedded stack; with ``sandbox`` the drill estate too (which needs the sandbox extra)."""
+    from workers.embedded import EmbeddedStack
 
-    async with Stack(
-        settings.state_dir / "embedded",
-        ui_port=ui_port,
-        sandbox=sandbox,
-        settings=settings,
-        temporal_port=int(settings.temporal_address.rsplit(":", 1)[1]),
-        ingress_port=settings.ingress_port,
-    ) as stack:
-        say(f"Temporal UI      {stack.ui_url}")
-        say(f"Temporal         {stack.temporal_address} (export TEMPORAL_ADDRESS={stack.temporal_address})")
-        say(f"ingress          {stack.ingress_url}  (bearer token: SUTURE_WEBHOOK_TOKEN)")
-        if sandbox:
-            say(f"Prometheus       {stack.monitoring.prometheus_url}")
-            say(f"Alertmanager     {stack.monitoring.alertmanager_url}")
-            say(f"Kubernetes API   {stack.kube.url} (the sandbox emulator)")
+    state_dir = settings.state_dir / "embedded"
+    temporal_port = int(settings.temporal_address.rsplit(":", 1)[1])
+    stack: EmbeddedStack
+    if sandbox:
+        from workers.sandbox_commands import sandbox_stack
+
+        stack = sandbox_stack(
+            settings,
+            state_dir,
+            ui_port=ui_port,
+            temporal_port=temporal_port,
+            ingress_port=settings.ingress_port,
+        )
+    else:
+        stack = EmbeddedStack(
+            state_dir,
+            settings=settings,
+            ui_port=ui_port,
+            temporal_port=temporal_port,
+            ingress_port=settings.ingress_port,
+        )
+    async with stack:
+        for component, address in stack.addresses():
+            say(f"{component:<16} {address}")
         say("Ctrl-C stops everything.")
         await _until_stopped()
-
-
-def ingress_routers() -> list[Any]:
-    """Routes the ingress serves beside the Alertmanager webhook, for every process that runs one."""
-    from workers.aws_events import aws_router
-
-    return [aws_router()]
 
 
 async def _poll_sqs(provider: Any, queue_url: str, task_queue: str) -> None:

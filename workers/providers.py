@@ -1,0 +1,94 @@
+"""What every suture process builds from its settings: the activities' clients and the ingress routes.
+
+``suture worker``, ``suture ingress`` and the embedded stack of ``suture up`` share
+these, so a process started against a real cluster and the embedded one run the
+same activities; the embedded stack only passes some clients in (a Kubernetes API
+client, an AWS containment object) instead of having them built from the
+environment. Heavy client libraries are imported when a provider is built, not
+when this module is, so ``suture --help`` stays quick.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from suture.config import Settings
+from suture.errors import ConfigError
+
+if TYPE_CHECKING:
+    from suture.store import AuditStore
+
+
+def activity_providers(
+    settings: Settings,
+    *,
+    kube_api: Any | None = None,
+    aws: Any | None = None,
+    policy_dirs: Sequence[Path] | None = None,
+    store: AuditStore | None = None,
+) -> list[Any]:
+    """The objects whose methods are the worker's activities, with their clients.
+
+    Args:
+        settings: where everything not passed in comes from.
+        kube_api: a Kubernetes API client; built from ``KUBECONFIG`` when omitted.
+        aws: the AWS containment object; the usual credential chain when omitted.
+        policy_dirs: policy folders; ``settings.policy_dirs`` when omitted.
+        store: the audit store; opened at ``settings.db_url`` when omitted.
+
+    Raises:
+        ConfigError: no Kubernetes configuration could be loaded.
+    """
+    from activities.audit import AuditActivities
+    from activities.governance import Governance
+    from activities.kubernetes import KubernetesActions
+    from activities.notify import Escalation
+    from activities.policy_store import PolicyStore
+    from activities.prometheus import PrometheusProbe, connect
+    from suture.store import AuditStore
+
+    store = store if store is not None else AuditStore.create(settings.db_url)
+    providers: list[Any] = [
+        PolicyStore(list(policy_dirs or settings.policy_dirs)),
+        AuditActivities(store),
+        Governance(store),
+        Escalation(settings.escalation_webhook),
+        PrometheusProbe(connect(settings.prometheus_url)),
+        KubernetesActions(kube_api if kube_api is not None else kubernetes_client(settings)),
+    ]
+    providers.append(aws if aws is not None else aws_containment())
+    return providers
+
+
+def kubernetes_client(settings: Settings) -> Any:
+    """An official client from KUBECONFIG, the in-cluster service account, or ~/.kube/config."""
+    from kubernetes import client, config
+
+    try:
+        if settings.kubeconfig:
+            return config.new_client_from_config(config_file=settings.kubeconfig)
+        try:
+            config.load_incluster_config()
+            return client.ApiClient()
+        except config.ConfigException:
+            return config.new_client_from_config()
+    except (config.ConfigException, OSError) as error:
+        raise ConfigError(f"KUBECONFIG: cannot load a Kubernetes configuration ({error})") from None
+
+
+def aws_containment(endpoint_url: str | None = None) -> Any:
+    """AWS containment through the usual credential chain (or an endpoint such as moto)."""
+    import boto3
+
+    from activities.aws import AwsContainment
+
+    return AwsContainment(boto3.Session(), endpoint_url=endpoint_url)
+
+
+def ingress_routers() -> list[Any]:
+    """Routes the ingress serves beside the Alertmanager webhook, for every process that runs one."""
+    from workers.aws_events import aws_router
+
+    return [aws_router()]

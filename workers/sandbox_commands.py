@@ -1,0 +1,95 @@
+"""The CLI's one way into the drill sandbox: ``suture demo``, ``drill``, ``bench`` and ``up --sandbox``.
+
+The product never imports ``sandbox``, and a production install does not even
+have the sandbox's dependencies (moto, kmock, pytest-httpserver come with the
+``sandbox`` extra). These commands are the exception. Every import of ``sandbox``
+they need is in this module, for two reasons: the import-linter contract "the
+product never imports its sandbox" (pyproject.toml) can name this one small
+module as its exception instead of the whole CLI, and a missing extra is reported
+in one place, as one line, before anything starts.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from suture.config import Settings
+from suture.errors import ConfigError
+from workers.embedded import EmbeddedStack
+
+SANDBOX_EXTRA = ("kmock", "moto", "pytest_httpserver")
+"""Modules only the ``sandbox`` extra installs."""
+
+
+class SandboxNotInstalled(ConfigError):
+    """A sandbox command ran on an install without the ``sandbox`` extra."""
+
+
+def require_sandbox() -> None:
+    """Check that the ``sandbox`` extra is installed.
+
+    Raises:
+        SandboxNotInstalled: naming the extra to install and the modules that are missing.
+    """
+    missing = [name for name in SANDBOX_EXTRA if not _installed(name)]
+    if missing:
+        raise SandboxNotInstalled(
+            "the drill sandbox needs the sandbox extra: pip install 'suture[sandbox]' "
+            f"(missing: {', '.join(missing)})"
+        )
+
+
+def _installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # an import hook refused it, or a half-removed module
+        return False
+
+
+def all_drills() -> dict[str, Any]:
+    """Every drill by name."""
+    require_sandbox()
+    from sandbox.runner import all_drills as drills
+
+    return drills()
+
+
+async def run_drills(names: list[str] | None, progress: Callable[[str], Any] | None = None) -> Any:
+    """Run drills (all when ``names`` is None) on a fresh sandbox stack; the demo report."""
+    require_sandbox()
+    from sandbox.runner import run_drills as run
+
+    return await run(names, progress=progress)
+
+
+def benchmarks() -> dict[str, Callable[..., Any]]:
+    """Every benchmark by name."""
+    require_sandbox()
+    from sandbox.bench import BENCHMARKS
+
+    return BENCHMARKS
+
+
+def sandbox_stack(
+    settings: Settings, state_dir: Path, *, ui_port: int, temporal_port: int, ingress_port: int
+) -> EmbeddedStack:
+    """The stack of ``suture up --sandbox``: the embedded one with the drill estate.
+
+    Briefings go where ``suture up`` sends them (the webhook, else the log), not
+    to the drills' inbox, so a person running it sees them.
+    """
+    require_sandbox()
+    from sandbox.stack import Stack
+
+    return Stack(
+        state_dir,
+        ui_port=ui_port,
+        sandbox=True,
+        settings=settings,
+        temporal_port=temporal_port,
+        ingress_port=ingress_port,
+        inbox=False,
+    )
