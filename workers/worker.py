@@ -18,10 +18,11 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from workflows.reliability import ReliabilityLoop
+from workflows.resource import ResourceLoop, ResourceSweep
 from workflows.security import SecurityLoop
 from workflows.undo import UndoRun
 
-WORKFLOWS: list[type] = [ReliabilityLoop, SecurityLoop, UndoRun]
+WORKFLOWS: list[type] = [ReliabilityLoop, SecurityLoop, UndoRun, ResourceSweep, ResourceLoop]
 
 
 @dataclass
