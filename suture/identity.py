@@ -36,6 +36,9 @@ def security_subject(event: AwsEvent) -> str:
 
 
 def security_workflow_id(event: AwsEvent) -> str:
-    """One run per EventBridge event: a redelivered event finds its run instead of starting one."""
-    subject = _UNSAFE.sub("-", security_subject(event))[:64]
-    return f"security-{event.account}-{subject}-{_UNSAFE.sub('-', event.event_id)}"
+    """One run per EventBridge event: a redelivered event finds its run instead of starting one.
+
+    Only the account and the event id make the ID, never the event's content: an
+    event re-sent with a changed ``groupId`` is the same event and finds the same run.
+    """
+    return f"security-{event.account}-{_UNSAFE.sub('-', event.event_id)}"

@@ -21,19 +21,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from suture import search_attributes as sa
-from suture.errors import SutureError
 from suture.identity import reliability_workflow_id
 from suture.models import AlertNotice, Loop, ReliabilityLoopInput
+from workers import limits
+from workers.delivery import Delivery, DeliveryFailed, DeliveryKind, reason_of
 
 WORKFLOW = "ReliabilityLoop"
 EVIDENCE_SIGNAL = "evidence"
@@ -43,16 +43,6 @@ MAX_CONCURRENT_CALLS = 32
 
 _ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
 """Go's zero ``time.Time``: Alertmanager's ``endsAt`` of an alert that has not ended."""
-
-_TRANSIENT = frozenset(
-    {
-        RPCStatusCode.UNAVAILABLE,
-        RPCStatusCode.DEADLINE_EXCEEDED,
-        RPCStatusCode.RESOURCE_EXHAUSTED,
-        RPCStatusCode.ABORTED,
-        RPCStatusCode.CANCELLED,
-    }
-)
 
 
 # --- the webhook payload (version 4) ------------------------------------------------
@@ -67,8 +57,8 @@ class AlertmanagerAlert(_Webhook):
     """One alert of a notification."""
 
     status: Literal["firing", "resolved"]
-    labels: dict[str, str]
-    annotations: dict[str, str] = {}
+    labels: dict[str, str] = Field(max_length=limits.MAX_LABELS)
+    annotations: dict[str, str] = Field(default={}, max_length=limits.MAX_LABELS)
     starts_at: AwareDatetime = Field(alias="startsAt")
     ends_at: AwareDatetime | None = Field(default=None, alias="endsAt")
     generator_url: str = Field(default="", alias="generatorURL")
@@ -86,6 +76,23 @@ class AlertmanagerAlert(_Webhook):
     @classmethod
     def _zero_means_open(cls, value: datetime | None) -> datetime | None:
         return None if value is None or value <= _ZERO_TIME else value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_fit(cls, value: dict[str, str]) -> dict[str, str]:
+        limits.check_labels(value, limits.MAX_LABEL_VALUE)
+        return value
+
+    @field_validator("annotations")
+    @classmethod
+    def _annotations_fit(cls, value: dict[str, str]) -> dict[str, str]:
+        limits.check_labels(value, limits.MAX_ANNOTATION_VALUE)
+        return value
+
+    @model_validator(mode="after")
+    def _fits_one_run(self) -> AlertmanagerAlert:
+        limits.check_size("the alert", self.model_dump_json(by_alias=True), limits.MAX_RUN_INPUT_BYTES)
+        return self
 
     def to_notice(self, received_at: datetime) -> AlertNotice:
         """The alert as the reliability loop receives it."""
@@ -119,54 +126,12 @@ class AlertmanagerPayload(_Webhook):
 # --- delivery -------------------------------------------------------------------------
 
 
-class DeliveryKind(StrEnum):
-    """What one signal (an alert, an audit event) did to its run."""
-
-    STARTED = "started"
-    """A firing alert started a new run."""
-    JOINED = "joined"
-    """A firing alert reached the open run of its episode as an ``evidence`` signal."""
-    DUPLICATE = "duplicate"
-    """The incident's run already exists (for an alert: it has closed); no second run was started."""
-    RESOLVED = "resolved"
-    """A resolved alert reached the open run as an ``alert_resolved`` signal."""
-    IGNORED = "ignored"
-    """A resolved alert for which no run is open."""
-
-
-class Delivery(BaseModel):
-    """The outcome for one alert, in the order of the payload."""
-
-    model_config = ConfigDict(frozen=True)
-
-    fingerprint: str
-    status: str
-    workflow_id: str
-    kind: DeliveryKind
-
-
-class DeliveryFailed(SutureError):
-    """Temporal failed while a payload was being delivered.
-
-    Attributes:
-        delivered: the alerts that are durable in Temporal, in payload order.
-        undelivered: workflow IDs of the alerts that may not be.
-        transient: True when Temporal was unreachable or overloaded, so a retry may succeed.
-    """
-
-    def __init__(
-        self, message: str, delivered: list[Delivery], undelivered: list[str], transient: bool
-    ) -> None:
-        super().__init__(message)
-        self.delivered = delivered
-        self.undelivered = undelivered
-        self.transient = transient
-
-    @classmethod
-    def nothing_delivered(cls, reason: str, payload: AlertmanagerPayload, received_at: datetime) -> Self:
-        """Temporal was unreachable before the first call: every alert is undelivered."""
-        workflow_ids = {reliability_workflow_id(a.to_notice(received_at)) for a in payload.alerts}
-        return cls(f"{reason}; 0 of {len(payload.alerts)} alerts delivered", [], sorted(workflow_ids), True)
+def nothing_delivered(reason: str, payload: AlertmanagerPayload, received_at: datetime) -> DeliveryFailed:
+    """Temporal was unreachable before the first call: every alert is undelivered."""
+    workflow_ids = {reliability_workflow_id(a.to_notice(received_at)) for a in payload.alerts}
+    return DeliveryFailed(
+        f"{reason}; 0 of {len(payload.alerts)} alerts delivered", [], sorted(workflow_ids), transient=True
+    )
 
 
 def service_of(labels: dict[str, str]) -> str:
@@ -201,25 +166,34 @@ async def deliver(
     results: dict[int, Delivery] = {}
 
     calls_in_flight = asyncio.Semaphore(MAX_CONCURRENT_CALLS)
+    started: set[int] = set()
 
     async def deliver_run(indices: list[int]) -> None:
         for index in indices:
             async with calls_in_flight:
-                results[index] = await _deliver_one(client, notices[index], task_queue)
+                started.add(index)
+                try:
+                    results[index] = await _deliver_one(client, notices[index], task_queue)
+                finally:
+                    started.discard(index)
 
     tasks = [asyncio.create_task(deliver_run(indices)) for indices in by_run.values()]
-    try:
-        done, pending = await asyncio.wait(tasks, timeout=timeout)
-    finally:
-        for task in tasks:
-            task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
+    done, pending = await asyncio.wait(tasks, timeout=timeout)
+    # Calls still in flight are left to finish in the background rather than cut off:
+    # each may already be durable, and a retry of the payload will find it either way.
     errors = [error for task in done if (error := task.exception()) is not None]
     if pending:
         errors.append(TimeoutError(f"no answer from Temporal within {timeout}s"))
+        for task in pending:
+            task.add_done_callback(_swallow)
     if errors:
-        raise _failure(errors, notices, results) from errors[0]
+        raise _failure(errors, notices, results, started) from errors[0]
     return [results[index] for index in range(len(notices))]
+
+
+def _swallow(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 async def _deliver_one(client: Client, notice: AlertNotice, task_queue: str) -> Delivery:
@@ -275,30 +249,23 @@ async def _signal_resolved(client: Client, workflow_id: str, notice: AlertNotice
 
 
 def _failure(
-    errors: Sequence[BaseException], notices: list[AlertNotice], results: dict[int, Delivery]
+    errors: Sequence[BaseException],
+    notices: list[AlertNotice],
+    results: dict[int, Delivery],
+    started: set[int],
 ) -> DeliveryFailed:
-    transient = all(_is_transient(error) for error in errors)
+    reason, transient, refused = reason_of(errors)
     delivered = [results[index] for index in sorted(results)]
+    # ``started`` holds the calls still running when the answer had to go: each may be durable.
+    in_flight = sorted({reliability_workflow_id(notices[i]) for i in started})
     undelivered = sorted(
-        {reliability_workflow_id(notice) for i, notice in enumerate(notices) if i not in results}
+        {reliability_workflow_id(n) for i, n in enumerate(notices) if i not in results} - set(in_flight)
     )
-    cause = errors[0]
-    if transient:
-        reason = "Temporal is unreachable"
-    elif isinstance(cause, RPCError):
-        reason = "Temporal refused a call"
-    else:
-        reason = "delivery failed"
     return DeliveryFailed(
-        f"{reason} ({type(cause).__name__}: {cause}); {len(delivered)} of {len(notices)} alerts delivered",
+        f"{reason}; {len(delivered)} of {len(notices)} alerts delivered",
         delivered,
         undelivered,
-        transient,
+        transient=transient,
+        refused=refused,
+        in_flight=in_flight,
     )
-
-
-def _is_transient(error: BaseException) -> bool:
-    if isinstance(error, RPCError):
-        return error.status in _TRANSIENT
-    # The SDK reports a lost connection that outlived its own retries as RuntimeError.
-    return isinstance(error, RuntimeError | ConnectionError | TimeoutError)

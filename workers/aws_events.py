@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -30,23 +29,37 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from suture import search_attributes as sa
 from suture.identity import security_subject, security_workflow_id
 from suture.models import AwsEvent, AwsPrincipal, Loop, SecurityLoopInput
-from workers.alertmanager import DeliveryKind
+from workers import limits
+from workers.delivery import (
+    DURABLE,
+    DeliveryFailed,
+    DeliveryKind,
+    EventDelivery,
+    accepted,
+    not_delivered,
+    reason_of,
+)
 from workers.ingress import IngressState, ingress_state, parse_body, received_at, require_token
 from workers.temporal_client import TemporalUnavailable
 
 WORKFLOW = "SecurityLoop"
-_TRANSIENT = frozenset(
-    {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED}
-)
 ClientProvider = Callable[[], Awaitable[Client]]
 
 log = logging.getLogger(__name__)
@@ -104,8 +117,15 @@ class CloudTrailRecord(_Aws):
     user_identity: UserIdentity = Field(alias="userIdentity")
     request_parameters: dict[str, Any] | None = Field(default=None, alias="requestParameters")
     response_elements: dict[str, Any] | None = Field(default=None, alias="responseElements")
-    error_code: str = Field(default="", alias="errorCode")
-    event_id: str = Field(default="", alias="eventID")
+    error_code: str = Field(default="", alias="errorCode", max_length=256)
+    event_id: str = Field(default="", alias="eventID", max_length=256)
+
+    @field_validator("request_parameters", "response_elements")
+    @classmethod
+    def _fits(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            limits.check_size("the field", json.dumps(value), limits.MAX_REQUEST_PARAMETERS_BYTES)
+        return value
 
 
 class EventBridgeEnvelope(_Aws):
@@ -116,7 +136,7 @@ class EventBridgeEnvelope(_Aws):
     id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")
     detail_type: str = Field(alias="detail-type")
     source: str
-    account: str = Field(pattern=r"^\d{12}$")
+    account: str = Field(pattern=r"^[0-9]{12}$")
     time: AwareDatetime
     region: str = Field(min_length=1)
     resources: list[str] = []
@@ -130,6 +150,17 @@ class EventBridgeEnvelope(_Aws):
                 f"{value!r} is not a CloudTrail event (expected e.g. 'AWS API Call via CloudTrail')"
             )
         return value
+
+    @model_validator(mode="after")
+    def _fits_one_run(self) -> EventBridgeEnvelope:
+        subject = security_subject(self.to_event(datetime.now(UTC)))
+        if len(subject) > limits.MAX_SUBJECT:
+            size = len(subject)
+            raise ValueError(
+                f"the resource the event names is {size} characters; the limit is {limits.MAX_SUBJECT}"
+            )
+        limits.check_size("the event", self.model_dump_json(by_alias=True), limits.MAX_RUN_INPUT_BYTES)
+        return self
 
     def to_event(self, received: datetime) -> AwsEvent:
         """The event as the security loop receives it."""
@@ -153,14 +184,6 @@ class EventBridgeEnvelope(_Aws):
 
 
 # --- delivery ----------------------------------------------------------------------------------
-
-
-class EventDelivery(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    event_id: str
-    workflow_id: str
-    kind: DeliveryKind
 
 
 async def deliver_event(client: Client, event: AwsEvent, task_queue: str) -> EventDelivery:
@@ -209,23 +232,25 @@ def aws_router() -> APIRouter:
                 deliver_event(client, envelope.to_event(arrived), state.task_queue), state.delivery_timeout
             )
         except (TemporalUnavailable, RPCError, RuntimeError, TimeoutError) as error:
-            log.warning("AWS event %s not delivered: %s", envelope.id, error)
-            transient = not isinstance(error, RPCError) or error.status in _TRANSIENT
-            return JSONResponse(
-                status_code=503 if transient else 500,
-                content={"detail": f"the run was not started ({error}); retry, delivery is idempotent"},
+            reason, transient, refused = reason_of([error])
+            workflow_id = security_workflow_id(envelope.to_event(arrived))
+            timed_out = isinstance(error, TimeoutError)
+            failure = DeliveryFailed(
+                f"{reason}; the run was not started",
+                [],
+                [] if timed_out else [workflow_id],
+                transient=transient or isinstance(error, TemporalUnavailable),
+                refused=refused,
+                in_flight=[workflow_id] if timed_out else [],
             )
-        state.metrics.delivery_seconds.observe(time.monotonic() - request.state.arrived)
-        state.metrics.deliveries.labels(kind=f"aws_{delivery.kind}").inc()
-        return JSONResponse(status_code=202, content={"delivery": delivery.model_dump(mode="json")})
+            return not_delivered(request, failure, kind_prefix="aws_")
+        content = {"delivery": delivery.model_dump(mode="json")}
+        return accepted(request, content, [f"aws_{delivery.kind}"])
 
     return router
 
 
 # --- the SQS poller -------------------------------------------------------------------------------
-
-
-_DURABLE = (DeliveryKind.STARTED, DeliveryKind.DUPLICATE)
 
 
 class PollReport(BaseModel):
@@ -294,7 +319,7 @@ class SqsPoller:
         arrived = datetime.now(UTC)
         client = await self.client_provider()
         outcomes = await asyncio.gather(*(self._deliver(client, message, arrived) for message in messages))
-        durable = [m for m, kind in zip(messages, outcomes, strict=True) if kind in _DURABLE]
+        durable = [m for m, kind in zip(messages, outcomes, strict=True) if kind in DURABLE]
         if durable:
             await asyncio.to_thread(
                 self.sqs.delete_message_batch,
@@ -305,23 +330,23 @@ class SqsPoller:
             received=len(messages),
             started=outcomes.count(DeliveryKind.STARTED),
             duplicates=outcomes.count(DeliveryKind.DUPLICATE),
-            malformed=outcomes.count("malformed"),
-            failed=outcomes.count("failed"),
+            malformed=outcomes.count(DeliveryKind.MALFORMED),
+            failed=outcomes.count(DeliveryKind.FAILED),
         )
 
-    async def _deliver(self, client: Client, message: dict[str, Any], arrived: datetime) -> str:
+    async def _deliver(self, client: Client, message: dict[str, Any], arrived: datetime) -> DeliveryKind:
         try:
             envelope = EventBridgeEnvelope.model_validate(_unwrap(message["Body"]))
         except (ValidationError, ValueError) as error:
             log.warning(
                 "SQS message %s is not an EventBridge CloudTrail event: %s", message.get("MessageId"), error
             )
-            return "malformed"
+            return DeliveryKind.MALFORMED
         try:
             delivery = await deliver_event(client, envelope.to_event(arrived), self.task_queue)
         except (RPCError, RuntimeError) as error:
             log.warning("AWS event %s not delivered, the message stays: %s", envelope.id, error)
-            return "failed"
+            return DeliveryKind.FAILED
         return delivery.kind
 
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+import httpx
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
@@ -45,11 +46,16 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from suture.errors import ConfigError
-from workers.alertmanager import AlertmanagerPayload, Delivery, DeliveryFailed, deliver
+from workers.alertmanager import AlertmanagerPayload, deliver, nothing_delivered
+from workers.delivery import Delivery, DeliveryFailed
+from workers.delivery import accepted as _accepted
+from workers.delivery import not_delivered as _not_delivered
 from workers.temporal_client import TemporalUnavailable
 
 TOKEN_VARIABLE = "SUTURE_WEBHOOK_TOKEN"
-MAX_BODY_BYTES = 4 * 1024 * 1024
+MAX_BODY_BYTES = 8 * 1024 * 1024
+"""Largest webhook body: a storm's payload of thousands of alerts fits; each alert is
+checked against Temporal's limits on its own (:mod:`workers.limits`)."""
 
 ClientProvider = Callable[[], Awaitable[Client]]
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -91,6 +97,7 @@ class IngressState:
     task_queue: str
     metrics: IngressMetrics
     delivery_timeout: float
+    prometheus_url: str | None = None
 
 
 def ingress_state(request: Request) -> IngressState:
@@ -127,9 +134,12 @@ async def parse_body(request: Request, model: type[ModelT]) -> ModelT:
     """Validate the JSON body against ``model``.
 
     Raises:
-        HTTPException: 413 when the body is too large, 422 with the reasons when it is
-            not JSON or does not match the model.
+        HTTPException: 415 unless the body is declared JSON, 413 when it is too large,
+            422 with the reasons when it is not JSON or does not match the model.
     """
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise HTTPException(415, detail=f"the body must be application/json, not {media_type or 'untyped'}")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise HTTPException(413, detail=f"the body exceeds {MAX_BODY_BYTES} bytes")
@@ -151,28 +161,13 @@ def _reasons(error: ValidationError) -> list[dict[str, Any]]:
 
 def accepted(request: Request, deliveries: list[Delivery]) -> JSONResponse:
     """202 listing the deliveries; counts them and times the request since its arrival."""
-    metrics = ingress_state(request).metrics
-    metrics.delivery_seconds.observe(time.monotonic() - request.state.arrived)
-    for delivery in deliveries:
-        metrics.deliveries.labels(kind=delivery.kind).inc()
-    return JSONResponse(
-        status_code=202, content={"deliveries": [d.model_dump(mode="json") for d in deliveries]}
-    )
+    content = {"deliveries": [d.model_dump(mode="json") for d in deliveries]}
+    return _accepted(request, content, [d.kind for d in deliveries])
 
 
 def not_delivered(request: Request, failure: DeliveryFailed) -> JSONResponse:
-    """503 (Temporal unreachable) or 500, saying what got through and what did not."""
-    for delivery in failure.delivered:
-        ingress_state(request).metrics.deliveries.labels(kind=delivery.kind).inc()
-    log.warning("%s %s not fully delivered: %s", request.method, request.url.path, failure)
-    return JSONResponse(
-        status_code=503 if failure.transient else 500,
-        content={
-            "detail": f"{failure}; retry the whole request, delivery is idempotent",
-            "delivered": [d.model_dump(mode="json") for d in failure.delivered],
-            "undelivered": failure.undelivered,
-        },
-    )
+    """503 (retry later), 422 (do not retry) or 500, saying what got through and what did not."""
+    return _not_delivered(request, failure)
 
 
 def alertmanager_router() -> APIRouter:
@@ -192,7 +187,7 @@ def alertmanager_router() -> APIRouter:
                 client, payload, arrived, state.task_queue, timeout=state.delivery_timeout
             )
         except TemporalUnavailable as error:
-            return not_delivered(request, DeliveryFailed.nothing_delivered(str(error), payload, arrived))
+            return not_delivered(request, nothing_delivered(str(error), payload, arrived))
         except DeliveryFailed as failure:
             return not_delivered(request, failure)
         return accepted(request, deliveries)
@@ -203,22 +198,54 @@ def alertmanager_router() -> APIRouter:
 def _operations_router() -> APIRouter:
     router = APIRouter()
 
+    @router.get("/livez")
+    async def livez() -> JSONResponse:
+        """The process serves requests (a liveness probe: restart only when this fails)."""
+        return JSONResponse(content={"status": "ok"})
+
+    @router.get("/readyz")
+    async def readyz(state: IngressState = Depends(ingress_state)) -> JSONResponse:
+        """Temporal is reachable, so a webhook can be made durable (a readiness probe)."""
+        temporal = await _temporal_health(state)
+        return JSONResponse(
+            status_code=200 if temporal == "reachable" else 503, content={"temporal": temporal}
+        )
+
     @router.get("/healthz")
     async def healthz(state: IngressState = Depends(ingress_state)) -> JSONResponse:
-        try:
-            client = await state.client_provider()
-            serving = await client.service_client.check_health(timeout=timedelta(seconds=2))
-        except (TemporalUnavailable, RPCError, RuntimeError) as error:
-            return JSONResponse(status_code=503, content={"status": "unavailable", "temporal": str(error)})
-        if not serving:
-            return JSONResponse(status_code=503, content={"status": "unavailable", "temporal": "not serving"})
-        return JSONResponse(content={"status": "ok", "temporal": "reachable"})
+        """Everything a run needs: Temporal, and Prometheus for evidence and verification."""
+        checks = {"temporal": await _temporal_health(state)}
+        if state.prometheus_url:
+            checks["prometheus"] = await _prometheus_health(state.prometheus_url)
+        healthy = all(value in ("reachable", "ready") for value in checks.values())
+        return JSONResponse(
+            status_code=200 if healthy else 503,
+            content={"status": "ok" if healthy else "unavailable", **checks},
+        )
 
     @router.get("/metrics")
     async def metrics(state: IngressState = Depends(ingress_state)) -> Response:
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return router
+
+
+async def _temporal_health(state: IngressState) -> str:
+    try:
+        client = await state.client_provider()
+        serving = await client.service_client.check_health(timeout=timedelta(seconds=2))
+    except (TemporalUnavailable, RPCError, RuntimeError) as error:
+        return f"unreachable: {error}"
+    return "reachable" if serving else "not serving"
+
+
+async def _prometheus_health(url: str) -> str:
+    try:
+        async with httpx.AsyncClient(timeout=2) as http:
+            response = await http.get(f"{url.rstrip('/')}/-/ready")
+    except httpx.HTTPError as error:
+        return f"unreachable: {type(error).__name__}: {error}"
+    return "ready" if response.status_code == 200 else f"not ready (HTTP {response.status_code})"
 
 
 def create_app(
@@ -229,6 +256,7 @@ def create_app(
     insecure: bool = False,
     routers: Iterable[APIRouter] = (),
     delivery_timeout: float = 10.0,
+    prometheus_url: str | None = None,
 ) -> FastAPI:
     """Build the ingress application.
 
@@ -243,6 +271,7 @@ def create_app(
             ``Depends(ingress_state)`` / ``Depends(received_at)`` and
             :func:`parse_body`; request counts are recorded for them too.
         delivery_timeout: seconds a webhook may wait for Temporal before it gets a 503.
+        prometheus_url: checked by ``/healthz`` (runs need it for evidence and verification).
 
     Raises:
         ConfigError: no token and not ``insecure``.
@@ -261,6 +290,7 @@ def create_app(
         task_queue=task_queue,
         metrics=IngressMetrics(),
         delivery_timeout=delivery_timeout,
+        prometheus_url=prometheus_url,
     )
 
     @app.middleware("http")

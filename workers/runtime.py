@@ -46,7 +46,12 @@ async def run_ingress(
 
     provider = LazyClient(lambda: connect_settings(settings))
     app = create_app(
-        provider, settings.webhook_token, settings.task_queue, insecure=insecure, routers=ingress_routers()
+        provider,
+        settings.webhook_token,
+        settings.task_queue,
+        insecure=insecure,
+        routers=ingress_routers(),
+        prometheus_url=settings.prometheus_url,
     )
     host, port = host or settings.ingress_host, port or settings.ingress_port
     tasks = [asyncio.create_task(serve(app, host, port))]

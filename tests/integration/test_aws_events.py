@@ -31,7 +31,7 @@ from workers.temporal_client import TemporalUnavailable
 pytestmark = pytest.mark.integration
 
 TOKEN = "events-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+AUTH = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
 
 
 # Unsandboxed: the sandbox would re-import this module and its HTTP clients.
@@ -113,7 +113,7 @@ async def started_with(client: Client, workflow_id: str) -> SecurityLoopInput:
 # --- POST /events/aws ------------------------------------------------------------------------------
 
 
-async def test_an_event_starts_one_security_run_named_after_its_subject_and_id(
+async def test_an_event_starts_one_security_run_named_after_its_account_and_id(
     http: httpx.AsyncClient, fake_loop: Client
 ) -> None:
     body = ssh_opened()
@@ -123,7 +123,7 @@ async def test_an_event_starts_one_security_run_named_after_its_subject_and_id(
     assert response.status_code == 202
     delivery = response.json()["delivery"]
     assert delivery["kind"] == "started"
-    assert delivery["workflow_id"] == f"security-123456789012-sg-0web-{body['id']}"
+    assert delivery["workflow_id"] == f"security-123456789012-{body['id']}"
     event = (await started_with(fake_loop, delivery["workflow_id"])).event
     assert (event.event_name, event.principal.access_key_id, event.source_ip) == (
         "AuthorizeSecurityGroupIngress",
@@ -142,6 +142,34 @@ async def test_the_same_event_delivered_twice_starts_one_run(http: httpx.AsyncCl
     assert first.json()["delivery"]["kind"] == "started"
     assert second.status_code == 202
     assert second.json()["delivery"] == {**first.json()["delivery"], "kind": "duplicate"}
+
+
+async def test_an_event_re_sent_with_a_changed_group_finds_its_first_run(http: httpx.AsyncClient) -> None:
+    body = ssh_opened()
+    first = await http.post("/events/aws", json=body, headers=AUTH)
+    for group in ("sg-0other", "sg-0third"):
+        changed = {**body, "detail": {**body["detail"], "requestParameters": {"groupId": group}}}
+        again = await http.post("/events/aws", json=changed, headers=AUTH)
+        assert again.json()["delivery"] == {**first.json()["delivery"], "kind": "duplicate"}
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"account": "\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669\u0660\u0661\u0662"}, "account"),
+        ({"detail": {"requestParameters": {"groupId": "sg-" + "a" * 10_000}}}, "the resource"),
+        ({"detail": {"requestParameters": {"blob": "x" * 3_000_000}}}, "131072"),
+    ],
+)
+async def test_hostile_envelopes_get_422_naming_the_problem(
+    http: httpx.AsyncClient, change: dict[str, object], field: str
+) -> None:
+    body = ssh_opened()
+    for key, value in change.items():
+        body[key] = {**body[key], **value} if isinstance(value, dict) else value
+    response = await http.post("/events/aws", json=body, headers=AUTH)
+    assert response.status_code == 422
+    assert field in json.dumps(response.json()["detail"])
 
 
 async def test_a_malformed_envelope_is_rejected_with_the_reason(http: httpx.AsyncClient) -> None:

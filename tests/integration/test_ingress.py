@@ -9,6 +9,7 @@ activities.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
@@ -31,7 +32,7 @@ from workers.ingress import create_app, serve
 from workers.temporal_client import LazyClient, connect
 
 TOKEN = "s3cret-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+AUTH = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
 
 
 class Seen(BaseModel):
@@ -420,11 +421,12 @@ async def test_a_webhook_gets_503_when_temporal_does_not_answer_in_time() -> Non
     async with ingress(provider, delivery_timeout=0.2) as http:
         response = await post(http, notification(alert("cccc000000000001"), alert("cccc000000000002")))
 
-    assert response.status_code == 503
+    assert response.status_code == 503 and response.headers["retry-after"] == "5"
     body = response.json()
-    assert "within 0.2s" in body["detail"]
+    assert "did not answer in time" in body["detail"] and "within 0.2s" in body["detail"]
     assert [d["fingerprint"] for d in body["delivered"]] == ["cccc000000000001"]
-    assert body["undelivered"] == ["reliability-cccc000000000002-1772366398"]
+    assert body["in_flight"] == ["reliability-cccc000000000002-1772366398"], "it may have started"
+    assert body["undelivered"] == []
 
 
 class FlakyTemporal:
@@ -501,3 +503,51 @@ async def test_serve_answers_over_http_and_stops_when_cancelled(fake_loop: Clien
     with pytest.raises(httpx.ConnectError):
         async with httpx.AsyncClient() as http:
             await http.get(f"http://127.0.0.1:{port}/healthz")
+
+
+# --- hostile input: limits, media types ----------------------------------------------------------
+
+
+async def test_a_body_that_is_not_declared_json_is_refused_with_415() -> None:
+    async with ingress(never_called) as http:
+        response = await http.post(
+            "/alerts/alertmanager",
+            content=json.dumps(notification(alert("dddd000000000001"))).encode(),
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "text/plain"},
+        )
+    assert response.status_code == 415 and "application/json" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "limit"),
+    [
+        ("labels", {"alertname": "X", "service": "s" * 3000}, "1024"),
+        ("labels", {f"l{i}": "v" for i in range(100)}, "64"),
+        ("annotations", {"description": "d" * 40_000}, "32768"),
+    ],
+)
+async def test_an_alert_over_temporal_limits_gets_422_naming_the_field_and_the_limit(
+    field: str, value: dict[str, str], limit: str
+) -> None:
+    oversized = alert("eeee000000000001")
+    oversized[field] = value
+    async with ingress(never_called) as http:
+        response = await post(http, notification(oversized))
+    assert response.status_code == 422
+    [reason] = response.json()["detail"]
+    assert field in reason["loc"] and limit in reason["msg"]
+
+
+async def test_healthz_is_503_naming_prometheus_when_prometheus_is_down_while_readyz_stays_ok(
+    temporal_client: Client,
+) -> None:
+    async def provider() -> Client:
+        return temporal_client
+
+    down = f"http://127.0.0.1:{free_port()}"
+    app = create_app(provider, TOKEN, "unused", prometheus_url=down)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ingress") as http:
+        health, ready, live = [await http.get(path) for path in ("/healthz", "/readyz", "/livez")]
+    assert health.status_code == 503
+    assert health.json()["temporal"] == "reachable" and "unreachable" in health.json()["prometheus"]
+    assert ready.status_code == 200 and live.status_code == 200

@@ -224,12 +224,13 @@ def test_labels_carry_what_a_policy_matches_on() -> None:
     assert not policy(match={"accounts": ["210987654321"]}).match.accepts(labels)
 
 
-def test_workflow_ids_come_from_the_subject_and_the_event_id() -> None:
+def test_workflow_ids_come_from_the_account_and_the_event_id_not_its_content() -> None:
     opened = ingress("0.0.0.0/0", 22)
+    tampered = opened.model_copy(update={"request_parameters": {"groupId": "sg-0other"}})
 
     assert security_subject(opened) == "sg-0web"
-    assert security_workflow_id(opened) == f"security-{ACCOUNT}-sg-0web-e-1"
-    assert security_workflow_id(opened) == security_workflow_id(opened.model_copy())
+    assert security_workflow_id(opened) == f"security-{ACCOUNT}-e-1"
+    assert security_workflow_id(tampered) == security_workflow_id(opened)
 
 
 # --- the Containment Scope Index and the plan -------------------------------------------------
