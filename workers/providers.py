@@ -48,17 +48,26 @@ def activity_providers(
     from activities.policy_store import PolicyStore
     from activities.prometheus import PrometheusProbe, connect
     from suture.store import AuditStore
+    from workers.resource_worker import resource_providers
 
     store = store if store is not None else AuditStore.create(settings.db_url)
+    kube_api = kube_api if kube_api is not None else kubernetes_client(settings)
     providers: list[Any] = [
         PolicyStore(list(policy_dirs or settings.policy_dirs)),
         AuditActivities(store),
         Governance(store),
         Escalation(settings.escalation_webhook),
         PrometheusProbe(connect(settings.prometheus_url)),
-        KubernetesActions(kube_api if kube_api is not None else kubernetes_client(settings)),
+        KubernetesActions(kube_api),
     ]
     providers.append(aws if aws is not None else aws_containment())
+    providers += resource_providers(
+        settings,
+        store=store,
+        policies=providers[0],
+        kube_api=kube_api,
+        aws=providers[-1],
+    )
     return providers
 
 
