@@ -17,10 +17,16 @@ sandbox plays CloudTrail and writes the records (with ``errorCode`` for the call
 a disabled key can no longer make). On real AWS the trail delivers with a delay of
 minutes, so the verification window of a key policy must exceed that delay.
 
+The actions, their undo state and the IAM permissions they need are declared in
+:mod:`policies.actions.aws`; each method here implements one declared activity.
+A trail read pages through up to thousands of records, so it heartbeats once per
+page and its declaration sets the heartbeat timeout.
+
 boto3 is blocking, so these are plain functions run on the worker's thread pool.
-Errors are sorted for Temporal: a missing resource is ``TargetNotFound`` and a
-refused permission ``ActionError`` (both non-retryable, with the fix in the
-message); throttling, 5xx answers and lost connections are retried.
+Errors are sorted for Temporal (see :mod:`suture.errors`): a missing resource is
+``TargetNotFound`` and a refused call ``PermissionDenied`` naming the declared
+permission (both permanent, with the fix in the message); throttling, 5xx
+answers and lost connections are ``AwsUnavailable`` and retried.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote
 
 import boto3
@@ -39,7 +45,15 @@ from botocore.exceptions import BotoCoreError, ClientError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from policies.registry import PublicAccessBlockParams
+from policies.actions import Permissions, action_spec, activity_declaration, activity_name, implements
+from policies.actions import aws as declared
+from policies.actions.aws import (
+    AccessKeyState,
+    IngressState,
+    PolicyAttachmentState,
+    PublicAccessBlockParams,
+    PublicAccessBlockState,
+)
 from policies.targets import (
     AccessKeyRef,
     BucketRef,
@@ -47,6 +61,7 @@ from policies.targets import (
     PolicyAttachmentRef,
     target_ref,
 )
+from suture.errors import ActionError, AwsUnavailable, PermissionDenied, TargetNotFound
 from suture.models import (
     ActionOutcome,
     ContainmentCheck,
@@ -137,7 +152,7 @@ class AwsContainment:
 
     # --- reads for detection -------------------------------------------------------------
 
-    @activity.defn(name="aws.credential_activity")
+    @implements(declared.credential_activity)
     def credential_activity(self, query: CredentialQuery) -> CredentialActivity:
         """What one access key (or every session of one role) did in a window of the trail."""
         calls = list(self._trail_calls(query))
@@ -154,10 +169,10 @@ class AwsContainment:
             source=f"cloudwatch-logs:{self.trail_log_group}",
         )
 
-    @activity.defn(name="aws.policy_document")
+    @implements(declared.policy_document)
     def policy_document(self, request: PolicyDocumentRequest) -> PolicyDocument:
         iam = self.client("iam", request.region, request.account)
-        with _aws(f"reading policy {request.policy_arn}", "iam:GetPolicy, iam:GetPolicyVersion"):
+        with _aws(f"reading policy {request.policy_arn}", _reads(declared.policy_document)):
             policy = iam.get_policy(PolicyArn=request.policy_arn)["Policy"]
             version = iam.get_policy_version(
                 PolicyArn=request.policy_arn, VersionId=policy["DefaultVersionId"]
@@ -167,12 +182,12 @@ class AwsContainment:
             document = json.loads(unquote(document))
         return PolicyDocument(policy_arn=request.policy_arn, document=document)
 
-    @activity.defn(name="aws.role_dependents")
+    @implements(declared.role_dependents)
     def role_dependents(self, request: RoleDependentsRequest) -> RoleDependents:
         """Workloads running with the role: instances through its instance profiles, Lambda functions."""
         role_name = request.role_arn.rpartition("/")[2]
         iam = self.client("iam", request.region, request.account)
-        with _aws(f"listing the instance profiles of {role_name}", "iam:ListInstanceProfilesForRole"):
+        with _aws(f"listing the instance profiles of {role_name}", _reads(declared.role_dependents)):
             profiles = {
                 profile["Arn"]
                 for page in iam.get_paginator("list_instance_profiles_for_role").paginate(RoleName=role_name)
@@ -184,7 +199,7 @@ class AwsContainment:
 
     def _instances_with(self, profiles: set[str], request: RoleDependentsRequest) -> list[str]:
         ec2 = self.client("ec2", request.region, request.account)
-        with _aws("listing instance profile associations", "ec2:DescribeIamInstanceProfileAssociations"):
+        with _aws("listing instance profile associations", _reads(declared.role_dependents)):
             associations = [
                 association
                 for page in ec2.get_paginator("describe_iam_instance_profile_associations").paginate()
@@ -195,7 +210,7 @@ class AwsContainment:
         ids = sorted({association["InstanceId"] for association in associations})
         if not ids:
             return []
-        with _aws("describing instances", "ec2:DescribeInstances"):
+        with _aws("describing instances", _reads(declared.role_dependents)):
             reservations = ec2.describe_instances(InstanceIds=ids)["Reservations"]
         names = {
             instance["InstanceId"]: {tag["Key"]: tag["Value"] for tag in instance.get("Tags", [])}
@@ -219,18 +234,22 @@ class AwsContainment:
 
     # --- iam.deactivate_access_key ---------------------------------------------------------
 
-    @activity.defn(name="iam.snapshot_access_key")
+    @implements(declared.snapshot_access_key)
     def snapshot_access_key(self, action: PlannedAction) -> Snapshot:
         ref = target_ref(action, AccessKeyRef)
-        return Snapshot(action=action, state={**ref.model_dump(), "status": self._key_status(ref, action)})
+        return AccessKeyState(status=self._key_status(ref, action)).snapshot(action)
 
-    @activity.defn(name="iam.deactivate_access_key")
+    @implements(declared.deactivate_access_key)
     def deactivate_access_key(self, snapshot: Snapshot) -> ActionOutcome:
         action = snapshot.action
         ref = target_ref(action, AccessKeyRef)
         if self._key_status(ref, action) == "Inactive":
+            if AccessKeyState.of(snapshot).status == "Active":
+                return _earlier_attempt(
+                    action, f"access key {ref.access_key_id} of {ref.user_name} is Inactive"
+                )
             return _outcome(action, False, f"access key {ref.access_key_id} was already Inactive")
-        with _aws(f"deactivating access key {ref.access_key_id}", "iam:UpdateAccessKey"):
+        with _aws(f"deactivating access key {ref.access_key_id}", _needs(action)):
             self.client("iam", ref.region, action.target.scope).update_access_key(
                 UserName=ref.user_name, AccessKeyId=ref.access_key_id, Status="Inactive"
             )
@@ -245,47 +264,53 @@ class AwsContainment:
             action, True, f"access key {ref.access_key_id} of {ref.user_name} is Inactive", [disabled]
         )
 
-    @activity.defn(name="iam.reactivate_access_key")
+    @implements(declared.reactivate_access_key)
     def reactivate_access_key(self, snapshot: Snapshot) -> ActionOutcome:
         action = snapshot.action
         ref = target_ref(action, AccessKeyRef)
-        before = snapshot.state.get("status", "Active")
+        before = AccessKeyState.of(snapshot).status
         if self._key_status(ref, action) == before:
             return _outcome(action, False, f"access key {ref.access_key_id} is already {before}")
-        with _aws(f"reactivating access key {ref.access_key_id}", "iam:UpdateAccessKey"):
+        with _aws(f"reactivating access key {ref.access_key_id}", _needs(action)):
             self.client("iam", ref.region, action.target.scope).update_access_key(
                 UserName=ref.user_name, AccessKeyId=ref.access_key_id, Status=before
             )
         return _outcome(action, True, f"access key {ref.access_key_id} of {ref.user_name} is {before} again")
 
-    def _key_status(self, ref: AccessKeyRef, action: PlannedAction) -> str:
+    def _key_status(self, ref: AccessKeyRef, action: PlannedAction) -> Literal["Active", "Inactive"]:
         iam = self.client("iam", ref.region, action.target.scope)
-        with _aws(f"reading the access keys of {ref.user_name}", "iam:ListAccessKeys"):
+        with _aws(f"reading the access keys of {ref.user_name}", _needs(action)):
             keys = iam.list_access_keys(UserName=ref.user_name)["AccessKeyMetadata"]
         for key in keys:
             if key["AccessKeyId"] == ref.access_key_id:
-                return str(key["Status"])
-        raise _not_found(f"access key {ref.access_key_id} does not belong to IAM user {ref.user_name}")
+                return "Active" if key["Status"] == "Active" else "Inactive"
+        raise TargetNotFound.failure(
+            f"access key {ref.access_key_id} does not belong to IAM user {ref.user_name}"
+        )
 
     # --- ec2.revoke_ingress ------------------------------------------------------------------
 
-    @activity.defn(name="ec2.snapshot_ingress")
+    @implements(declared.snapshot_ingress)
     def snapshot_ingress(self, action: PlannedAction) -> Snapshot:
         ref = target_ref(action, IngressRuleRef)
         rule = self._find_rule(ref, action)
-        state: dict[str, Any] = {**ref.model_dump(), "present": rule is not None}
-        if rule is not None:
-            state.update(rule_id=rule["SecurityGroupRuleId"], description=rule.get("Description", ""))
-        return Snapshot(action=action, state=state)
+        if rule is None:
+            return IngressState(present=False).snapshot(action)
+        state = IngressState(
+            present=True, rule_id=rule["SecurityGroupRuleId"], description=rule.get("Description", "")
+        )
+        return state.snapshot(action)
 
-    @activity.defn(name="ec2.revoke_ingress")
+    @implements(declared.revoke_ingress)
     def revoke_ingress(self, snapshot: Snapshot) -> ActionOutcome:
         action = snapshot.action
         ref = target_ref(action, IngressRuleRef)
         if self._find_rule(ref, action) is None:
+            if IngressState.of(snapshot).present:
+                return _earlier_attempt(action, f"revoked {action.target.name}")
             return _outcome(action, False, f"rule {action.target.name} was already gone")
         ec2 = self.client("ec2", ref.region, action.target.scope)
-        with _aws(f"revoking {action.target.name}", "ec2:RevokeSecurityGroupIngress"):
+        with _aws(f"revoking {action.target.name}", _needs(action)):
             try:
                 ec2.revoke_security_group_ingress(GroupId=ref.group_id, IpPermissions=[ref.ip_permission()])
             except ClientError as error:
@@ -303,17 +328,18 @@ class AwsContainment:
             action, True, f"revoked {action.target.name}; the group's other rules are untouched", [revoked]
         )
 
-    @activity.defn(name="ec2.authorize_ingress")
+    @implements(declared.authorize_ingress)
     def authorize_ingress(self, snapshot: Snapshot) -> ActionOutcome:
         action = snapshot.action
         ref = target_ref(action, IngressRuleRef)
-        if not snapshot.state.get("present", True):
+        state = IngressState.of(snapshot)
+        if not state.present:
             return _outcome(action, False, f"rule {action.target.name} did not exist before containment")
         if self._find_rule(ref, action) is not None:
             return _outcome(action, False, f"rule {action.target.name} is already present")
         ec2 = self.client("ec2", ref.region, action.target.scope)
-        permission = ref.ip_permission(snapshot.state.get("description") or None)
-        with _aws(f"authorizing {action.target.name}", "ec2:AuthorizeSecurityGroupIngress"):
+        permission = ref.ip_permission(state.description or None)
+        with _aws(f"authorizing {action.target.name}", _needs(action)):
             try:
                 ec2.authorize_security_group_ingress(GroupId=ref.group_id, IpPermissions=[permission])
             except ClientError as error:
@@ -324,7 +350,7 @@ class AwsContainment:
 
     def _find_rule(self, ref: IngressRuleRef, action: PlannedAction) -> dict[str, Any] | None:
         ec2 = self.client("ec2", ref.region, action.target.scope)
-        with _aws(f"reading the rules of {ref.group_id}", "ec2:DescribeSecurityGroupRules"):
+        with _aws(f"reading the rules of {ref.group_id}", _needs(action)):
             rules = [
                 rule
                 for page in ec2.get_paginator("describe_security_group_rules").paginate(
@@ -346,20 +372,23 @@ class AwsContainment:
 
     # --- iam.detach_policy -------------------------------------------------------------------
 
-    @activity.defn(name="iam.snapshot_policy_attachment")
+    @implements(declared.snapshot_policy_attachment)
     def snapshot_policy_attachment(self, action: PlannedAction) -> Snapshot:
         ref = target_ref(action, PolicyAttachmentRef)
-        return Snapshot(action=action, state={**ref.model_dump(), "attached": self._attached(ref, action)})
+        return PolicyAttachmentState(attached=self._attached(ref, action)).snapshot(action)
 
-    @activity.defn(name="iam.detach_policy")
+    @implements(declared.detach_policy)
     def detach_policy(self, snapshot: Snapshot) -> ActionOutcome:
         action = snapshot.action
         ref = target_ref(action, PolicyAttachmentRef)
         if not self._attached(ref, action):
+            if PolicyAttachmentState.of(snapshot).attached:
+                what = f"detached {ref.policy_arn} from {ref.principal_kind} {ref.principal_name}"
+                return _earlier_attempt(action, what)
             return _outcome(action, False, f"{ref.policy_arn} was already detached from {ref.principal_name}")
         iam = self.client("iam", ref.region, action.target.scope)
         detach = getattr(iam, f"detach_{ref.principal_kind}_policy")
-        with _aws(f"detaching {ref.policy_arn}", f"iam:Detach{ref.principal_kind.title()}Policy"):
+        with _aws(f"detaching {ref.policy_arn}", _needs(action)):
             detach(**{f"{ref.principal_kind.title()}Name": ref.principal_name, "PolicyArn": ref.policy_arn})
         detached = Evidence(
             source="aws.iam",
@@ -375,17 +404,17 @@ class AwsContainment:
             [detached],
         )
 
-    @activity.defn(name="iam.attach_policy")
+    @implements(declared.attach_policy)
     def attach_policy(self, snapshot: Snapshot) -> ActionOutcome:
         action = snapshot.action
         ref = target_ref(action, PolicyAttachmentRef)
-        if not snapshot.state.get("attached", True):
+        if not PolicyAttachmentState.of(snapshot).attached:
             return _outcome(action, False, f"{ref.policy_arn} was not attached before containment")
         if self._attached(ref, action):
             return _outcome(action, False, f"{ref.policy_arn} is already attached to {ref.principal_name}")
         iam = self.client("iam", ref.region, action.target.scope)
         attach = getattr(iam, f"attach_{ref.principal_kind}_policy")
-        with _aws(f"attaching {ref.policy_arn}", f"iam:Attach{ref.principal_kind.title()}Policy"):
+        with _aws(f"attaching {ref.policy_arn}", _needs(action)):
             attach(**{f"{ref.principal_kind.title()}Name": ref.principal_name, "PolicyArn": ref.policy_arn})
         return _outcome(
             action, True, f"attached {ref.policy_arn} to {ref.principal_kind} {ref.principal_name} again"
@@ -394,9 +423,7 @@ class AwsContainment:
     def _attached(self, ref: PolicyAttachmentRef, action: PlannedAction) -> bool:
         iam = self.client("iam", ref.region, action.target.scope)
         kind = ref.principal_kind
-        with _aws(
-            f"listing the policies of {kind} {ref.principal_name}", f"iam:ListAttached{kind.title()}Policies"
-        ):
+        with _aws(f"listing the policies of {kind} {ref.principal_name}", _needs(action)):
             pages = iam.get_paginator(f"list_attached_{kind}_policies").paginate(
                 **{f"{kind.title()}Name": ref.principal_name}
             )
@@ -406,19 +433,21 @@ class AwsContainment:
 
     # --- s3.restore_public_access_block --------------------------------------------------
 
-    @activity.defn(name="s3.snapshot_public_access_block")
+    @implements(declared.snapshot_public_access_block)
     def snapshot_public_access_block(self, action: PlannedAction) -> Snapshot:
         ref = target_ref(action, BucketRef)
-        return Snapshot(action=action, state={**ref.model_dump(), "configuration": self._block(ref, action)})
+        return PublicAccessBlockState(configuration=self._block(ref, action)).snapshot(action)
 
-    @activity.defn(name="s3.restore_public_access_block")
+    @implements(declared.restore_public_access_block)
     def restore_public_access_block(self, snapshot: Snapshot) -> ActionOutcome:
         action = snapshot.action
         ref = target_ref(action, BucketRef)
         wanted = _wanted_block(action)
         if self._block(ref, action) == wanted:
+            if PublicAccessBlockState.of(snapshot).configuration != wanted:
+                return _earlier_attempt(action, f"restored the public-access block of {ref.bucket}")
             return _outcome(action, False, f"the public-access block of {ref.bucket} was already in place")
-        with _aws(f"restoring the public-access block of {ref.bucket}", "s3:PutBucketPublicAccessBlock"):
+        with _aws(f"restoring the public-access block of {ref.bucket}", _needs(action)):
             self.client("s3", ref.region, action.target.scope).put_public_access_block(
                 Bucket=ref.bucket, PublicAccessBlockConfiguration=wanted
             )
@@ -431,16 +460,16 @@ class AwsContainment:
         )
         return _outcome(action, True, f"restored the public-access block of {ref.bucket}", [restored])
 
-    @activity.defn(name="s3.remove_public_access_block")
+    @implements(declared.remove_public_access_block)
     def remove_public_access_block(self, snapshot: Snapshot) -> ActionOutcome:
         """Put back the block as it was before containment: none at all, or the weaker one."""
         action = snapshot.action
         ref = target_ref(action, BucketRef)
-        before = snapshot.state.get("configuration")
+        before = PublicAccessBlockState.of(snapshot).configuration
         if self._block(ref, action) == before:
             return _outcome(action, False, f"the public-access block of {ref.bucket} is already as before")
         s3 = self.client("s3", ref.region, action.target.scope)
-        with _aws(f"putting back the public-access block of {ref.bucket}", "s3:PutBucketPublicAccessBlock"):
+        with _aws(f"putting back the public-access block of {ref.bucket}", _needs(action)):
             if before is None:
                 s3.delete_public_access_block(Bucket=ref.bucket)
             else:
@@ -450,7 +479,7 @@ class AwsContainment:
 
     def _block(self, ref: BucketRef, action: PlannedAction) -> dict[str, bool] | None:
         s3 = self.client("s3", ref.region, action.target.scope)
-        with _aws(f"reading the public-access block of {ref.bucket}", "s3:GetBucketPublicAccessBlock"):
+        with _aws(f"reading the public-access block of {ref.bucket}", _needs(action)):
             try:
                 found = s3.get_public_access_block(Bucket=ref.bucket)["PublicAccessBlockConfiguration"]
             except ClientError as error:
@@ -461,35 +490,42 @@ class AwsContainment:
 
     # --- verification ----------------------------------------------------------------------
 
-    @activity.defn(name="aws.verify_containment")
-    def verify_containment(self, check: ContainmentCheck) -> HealthReport:
-        """Re-read the contained resource; for a key, also look for calls that still succeed."""
+    @implements(declared.verify_access_key_disabled)
+    def verify_access_key_disabled(self, check: ContainmentCheck) -> HealthReport:
+        """The key is Inactive and no call signed with it succeeded after the grace period."""
+        return self._verify_key(check, datetime.now(UTC))
+
+    @implements(declared.verify_ingress_revoked)
+    def verify_ingress_revoked(self, check: ContainmentCheck) -> HealthReport:
         action = check.action
-        now = datetime.now(UTC)
-        if action.type == "iam.deactivate_access_key":
-            return self._verify_key(check, now)
-        if action.type == "ec2.revoke_ingress":
-            present = self._find_rule(target_ref(action, IngressRuleRef), action) is not None
-            return _report(
-                not present,
-                f"rule {action.target.name} is {'still present' if present else 'absent'}",
-                action,
-                now,
-            )
-        if action.type == "iam.detach_policy":
-            ref = target_ref(action, PolicyAttachmentRef)
-            attached = self._attached(ref, action)
-            return _report(
-                not attached,
-                f"{ref.policy_arn} is {'still' if attached else 'not'} attached to {ref.principal_name}",
-                action,
-                now,
-            )
-        if action.type == "s3.restore_public_access_block":
-            block = self._block(target_ref(action, BucketRef), action)
-            held = block == _wanted_block(action)
-            return _report(held, f"public-access block is {block or 'absent'}", action, now)
-        raise ApplicationError(f"no verification for {action.type}", type="ActionError", non_retryable=True)
+        present = self._find_rule(target_ref(action, IngressRuleRef), action) is not None
+        reason = f"rule {action.target.name} is {'still present' if present else 'absent'}"
+        return _report(not present, reason, action, datetime.now(UTC))
+
+    @implements(declared.verify_policy_detached)
+    def verify_policy_detached(self, check: ContainmentCheck) -> HealthReport:
+        action = check.action
+        ref = target_ref(action, PolicyAttachmentRef)
+        attached = self._attached(ref, action)
+        reason = f"{ref.policy_arn} is {'still' if attached else 'not'} attached to {ref.principal_name}"
+        return _report(not attached, reason, action, datetime.now(UTC))
+
+    @implements(declared.verify_public_access_block)
+    def verify_public_access_block(self, check: ContainmentCheck) -> HealthReport:
+        action = check.action
+        block = self._block(target_ref(action, BucketRef), action)
+        held = block == _wanted_block(action)
+        return _report(held, f"public-access block is {block or 'absent'}", action, datetime.now(UTC))
+
+    @implements(declared.verify_containment)
+    def verify_containment(self, check: ContainmentCheck) -> HealthReport:
+        """Runs started before each action had its own verification call this: hand over to it."""
+        name = activity_name(action_spec(check.action.type).verify)
+        verify = next((method for method in aws_activities(self) if activity_name(method) == name), None)
+        if verify is None:
+            raise ActionError.failure(f"no verification for {check.action.type}")
+        report: HealthReport = verify(check)
+        return report
 
     def _verify_key(self, check: ContainmentCheck, now: datetime) -> HealthReport:
         action = check.action
@@ -538,7 +574,7 @@ class AwsContainment:
     def _trail_calls(self, query: CredentialQuery) -> Iterator[dict[str, Any]]:
         needle = query.access_key_id or query.role_arn
         if not needle:
-            raise ApplicationError("name an access key or a role", type="ActionError", non_retryable=True)
+            raise ActionError.failure("name an access key or a role")
         logs = self.client("logs", query.region, query.account)
         arguments: dict[str, Any] = {
             "logGroupName": self.trail_log_group,
@@ -549,8 +585,9 @@ class AwsContainment:
             arguments["endTime"] = _millis(query.end)
         excluded = set(query.exclude_event_ids)
         seen = 0
-        with _aws(f"reading the trail log {self.trail_log_group}", "logs:FilterLogEvents"):
-            for page in logs.get_paginator("filter_log_events").paginate(**arguments):
+        with _aws(f"reading the trail log {self.trail_log_group}", _reads(declared.credential_activity)):
+            for number, page in enumerate(logs.get_paginator("filter_log_events").paginate(**arguments)):
+                _heartbeat(f"trail page {number + 1}, {seen} matching records")
                 for message in page["events"]:
                     record = _record(message.get("message", ""))
                     if record is None or record.get("eventID") in excluded or not _made_with(record, query):
@@ -576,42 +613,70 @@ def aws_activities(containment: AwsContainment) -> list[Callable[..., Any]]:
 
 
 @contextmanager
-def _aws(doing: str, permission: str) -> Iterator[None]:
-    """Turn boto3 errors into what Temporal should do about them."""
+def _aws(doing: str, needs: Permissions) -> Iterator[None]:
+    """Turn boto3 errors into what Temporal should do about them.
+
+    Args:
+        doing: what was being done, for the message.
+        needs: the declared permissions of the action or read; a refusal names the
+            one behind the refused call.
+    """
     try:
         yield
     except ClientError as error:
-        code = _code(error)
-        if code in _NOT_FOUND:
-            raise _not_found(f"{doing}: {error}") from error
-        if code in _DENIED:
-            raise ApplicationError(
-                f"{doing} was refused ({code}); grant the worker's AWS identity {permission}",
-                type="ActionError",
-                non_retryable=True,
-            ) from error
-        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        if code in _TRANSIENT or status >= 500:
-            raise ApplicationError(
-                f"{doing}: AWS answered {code}; retrying", type="AwsUnavailable"
-            ) from error
-        raise ApplicationError(f"{doing}: {error}", type="ActionError", non_retryable=True) from error
+        raise _from_client_error(error, doing, needs) from error
     except BotoCoreError as error:  # connection refused, timeouts: worth retrying
-        raise ApplicationError(f"{doing}: {error}", type="AwsUnavailable") from error
+        raise AwsUnavailable.failure(f"{doing}: {error}") from error
+
+
+def _from_client_error(error: ClientError, doing: str, needs: Permissions) -> ApplicationError:
+    code = _code(error)
+    if code in _NOT_FOUND:
+        return TargetNotFound.failure(f"{doing}: {error}")
+    if code in _DENIED:
+        return PermissionDenied.failure(
+            f"{doing} was refused ({code}); grant the worker's AWS identity "
+            f"{needs.iam_for(error.operation_name)} (suture permissions --iam prints the policy)"
+        )
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    if code in _TRANSIENT or status >= 500:
+        return AwsUnavailable.failure(f"{doing}: AWS answered {code}; retrying")
+    return ActionError.failure(f"{doing}: {error}")
 
 
 def _code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 
 
-def _not_found(message: str) -> ApplicationError:
-    return ApplicationError(message, type="TargetNotFound", non_retryable=True)
+def _needs(action: PlannedAction) -> Permissions:
+    return action_spec(action.type).permissions
+
+
+def _reads(read: Callable[..., Any]) -> Permissions:
+    return activity_declaration(read).permissions
+
+
+def _heartbeat(progress: str) -> None:
+    """Tell Temporal a long read is alive; outside a worker (tests, scripts) there is no one to tell."""
+    if activity.in_activity():
+        activity.heartbeat(progress)
 
 
 def _outcome(
     action: PlannedAction, changed: bool, detail: str, evidence: list[Evidence] | None = None
 ) -> ActionOutcome:
     return ActionOutcome(action=action, changed=changed, detail=detail, evidence=evidence or [])
+
+
+def _earlier_attempt(action: PlannedAction, what: str) -> ActionOutcome:
+    """Already contained, though the snapshot taken before acting says it was not: a retry after a crash.
+
+    AWS keeps no client token on these calls, so the outcome cannot prove the
+    earlier attempt was suture's; it says what changed since the snapshot.
+    """
+    return _outcome(
+        action, False, f"{what} (applied by an earlier attempt after the snapshot; nothing done twice)"
+    )
 
 
 def _report(held: bool, reason: str, action: PlannedAction, now: datetime) -> HealthReport:

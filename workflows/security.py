@@ -32,7 +32,9 @@ from temporalio.exceptions import ActivityError
 from workflows.loop import VERIFY, Paused, RemediationLoop
 
 with workflow.unsafe.imports_passed_through():
-    from policies.containment import ContainmentPlan, plan_containment
+    from policies.actions import action_spec
+    from policies.actions import aws as aws_declared
+    from policies.containment import plan_containment
     from policies.detection import (
         Finding,
         assess_bucket,
@@ -45,10 +47,13 @@ with workflow.unsafe.imports_passed_through():
         signal_of,
     )
     from policies.models import PolicyQuery, PolicySelection
+    from policies.plan import Plan, PlanOutcome
     from policies.scope import CONTAINMENT_SCOPE_INDEX, SignalType
     from policies.security_policy import SecurityPolicy
+    from suture.errors import NON_RETRYABLE
     from suture.identity import security_subject
     from suture.models import (
+        ApprovalAnswer,
         AwsEvent,
         Briefing,
         ClaimResult,
@@ -76,7 +81,7 @@ READ = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
     maximum_interval=timedelta(seconds=2),
     maximum_attempts=5,
-    non_retryable_error_types=["TargetNotFound", "ActionError"],
+    non_retryable_error_types=NON_RETRYABLE,
 )
 """Reads that decide whether to act: a few quick retries, then the run escalates instead of waiting."""
 
@@ -117,7 +122,7 @@ class SecurityLoop(RemediationLoop):
                 f"no security policy governs {signal} in account {event.account} ({event.region}); "
                 f"{selection.considered} policies considered, the event is recorded and ignored"
             )
-        self.policy_name, self.policy_version = policy.name, policy.version
+        self.pin(policy)
         assessed = await self._assess(policy, event, signal)
         if isinstance(assessed, str):
             return await self._hand_over(assessed)
@@ -128,12 +133,12 @@ class SecurityLoop(RemediationLoop):
         self.index()
         self.timeline.decided = workflow.now()
         self.audit_later("decided", plan.reason, self.evidence[-1:])
-        if plan.outcome == "suppressed":
+        if plan.outcome == PlanOutcome.SUPPRESSED:
             return await self._suppress(plan.reason)
-        if plan.outcome == "dry_run":
+        if plan.outcome == PlanOutcome.DRY_RUN:
             await self.audit("dry_run", "would have done: " + "; ".join(plan.would_have_done))
             return await self.finish(Outcome.DRY_RUN, plan.reason)
-        if plan.outcome == "escalate":
+        if plan.outcome == PlanOutcome.ESCALATE:
             return await self._hand_over(
                 plan.reason, plan.would_have_done, await self._dependents(event, signal)
             )
@@ -155,7 +160,7 @@ class SecurityLoop(RemediationLoop):
                 request = PolicyDocumentRequest(account=event.account, region=event.region, policy_arn=arn)
                 try:
                     document = (
-                        await self.call("aws.policy_document", request, PolicyDocument, READ)
+                        await self.call(aws_declared.policy_document, request, PolicyDocument, READ)
                     ).document
                 except ActivityError as error:
                     return (
@@ -180,7 +185,7 @@ class SecurityLoop(RemediationLoop):
             exclude_event_ids=[event.cloudtrail_event_id] if event.cloudtrail_event_id else [],
         )
         try:
-            baseline = await self.call("aws.credential_activity", query, CredentialActivity, READ)
+            baseline = await self.call(aws_declared.credential_activity, query, CredentialActivity, READ)
         except ActivityError as error:
             return f"cannot read the baseline of {principal}: {error.cause or error}"
         self.add_evidence(
@@ -204,11 +209,11 @@ class SecurityLoop(RemediationLoop):
             account=event.account, region=event.region, role_arn=event.principal.role_arn
         )
         try:
-            return (await self.call("aws.role_dependents", request, RoleDependents, READ)).dependents
+            return (await self.call(aws_declared.role_dependents, request, RoleDependents, READ)).dependents
         except ActivityError as error:
             return [f"unknown: the role's dependents could not be read ({error.cause or error})"]
 
-    async def _contain(self, policy: SecurityPolicy, plan: ContainmentPlan) -> LoopResult:
+    async def _contain(self, policy: SecurityPolicy, plan: Plan) -> LoopResult:
         claimed: list[PlannedAction] = []
         refused: list[str] = []
         try:
@@ -231,12 +236,12 @@ class SecurityLoop(RemediationLoop):
             if plan.mode == Mode.SUPERVISED:
                 assert policy.approval is not None
                 answer = await self.await_approval(policy.approval)
-                if answer == "timeout":
+                if answer == ApprovalAnswer.TIMEOUT:
                     return await self._hand_over(
                         f"nobody approved within {policy.approval.timeout:.0f}s ({plan.reason})",
                         plan.would_have_done,
                     )
-                if answer == "reject":
+                if answer == ApprovalAnswer.REJECT:
                     return await self.finish(Outcome.REJECTED, f"rejected by {self.approver}")
             failure = await self.act(claimed)
             contained_at = workflow.now()
@@ -267,16 +272,19 @@ class SecurityLoop(RemediationLoop):
         policy: SecurityPolicy,
         actions: list[PlannedAction],
         contained_at: datetime,
-        plan: ContainmentPlan,
+        plan: Plan,
     ) -> LoopResult:
         """Wait out the propagation window on a durable timer, then re-read every contained resource."""
         self.step = "verifying"
         await workflow.sleep(timedelta(seconds=policy.verify.window))
+        # Runs recorded before each action had its own verification asked one activity for all.
+        per_action = workflow.patched("per-action-verify")
         reports = []
         for action in actions:
             check = ContainmentCheck(action=action, contained_at=contained_at, grace_s=policy.verify.grace)
+            verify = action_spec(action.type).verify if per_action else aws_declared.verify_containment
             try:
-                report = await self.call("aws.verify_containment", check, HealthReport, VERIFY)
+                report = await self.call(verify, check, HealthReport, VERIFY)
             except ActivityError as error:
                 report = HealthReport(
                     verdict=Verdict.UNKNOWN,

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 
 from activities.aws import AwsContainment
 from policies.targets import AccessKeyRef, BucketRef, IngressRuleRef, PolicyAttachmentRef, TargetRef
@@ -89,13 +90,26 @@ def test_deactivating_a_key_leaves_the_users_other_key_active(
 
 
 def test_deactivating_twice_is_a_success_that_changes_nothing(aws: AwsContainment, estate: AwsEstate) -> None:
-    snapshot = aws.snapshot_access_key(key_action(estate))
-    aws.deactivate_access_key(snapshot)
+    aws.deactivate_access_key(aws.snapshot_access_key(key_action(estate)))
 
-    again = aws.deactivate_access_key(snapshot)
+    again = aws.deactivate_access_key(aws.snapshot_access_key(key_action(estate)))
 
     assert not again.changed
     assert "already Inactive" in again.detail
+
+
+def test_a_retry_after_a_crash_still_says_the_key_was_deactivated(
+    aws: AwsContainment, estate: AwsEstate
+) -> None:
+    snapshot = aws.snapshot_access_key(key_action(estate))
+    aws.deactivate_access_key(snapshot)
+
+    retry = aws.deactivate_access_key(snapshot)
+
+    key = estate.users[estate.deployer][0]
+    assert not retry.changed
+    assert retry.detail.startswith(f"access key {key} of {estate.deployer} is Inactive")
+    assert "earlier attempt" in retry.detail
 
 
 def test_the_undo_reactivates_the_key_from_its_snapshot(
@@ -245,6 +259,36 @@ def test_a_keys_baseline_is_read_from_the_trail_log(
     assert baseline.event_names == ["DescribeInstances", "GetObject"]
 
 
+def test_reading_the_trail_heartbeats_once_per_page(moto: MotoSandbox, estate: AwsEstate) -> None:
+    key = estate.users[estate.deployer][0]
+    actor = moto.user_actor(estate, estate.deployer, key)
+    written = moto.seed_baseline(actor, [("ec2", "DescribeInstances")], ["10.0.1.15"])
+    paging = moto.containment()  # a client of its own, so the page size below stays in this test
+    paging.client("logs", REGION, SANDBOX_ACCOUNT).meta.events.register(
+        "provide-client-params.logs.FilterLogEvents", _one_record_per_page
+    )
+    beats: list[object] = []
+    worker = ActivityEnvironment()
+    worker.on_heartbeat = beats.append
+
+    baseline = worker.run(
+        paging.credential_activity,
+        CredentialQuery(
+            account=SANDBOX_ACCOUNT,
+            region=REGION,
+            access_key_id=key,
+            start=datetime.now(UTC) - timedelta(days=14),
+        ),
+    )
+
+    assert baseline.calls == written
+    assert written > 1 and len(beats) >= written
+
+
+def _one_record_per_page(params: dict[str, object], **_: object) -> None:
+    params["limit"] = 1
+
+
 def test_a_roles_dependents_are_its_instances_and_functions(aws: AwsContainment, estate: AwsEstate) -> None:
     found = aws.role_dependents(
         RoleDependentsRequest(account=SANDBOX_ACCOUNT, region=REGION, role_arn=estate.role_arn)
@@ -263,7 +307,9 @@ def test_a_contained_key_holds_when_later_calls_with_it_are_refused(
     contained_at = datetime.now(UTC) - timedelta(seconds=1)  # trail times are coarser than the clock
     refused = moto.call_as(attacker, "s3", "ListBuckets", source_ip="203.0.113.66")
 
-    report = aws.verify_containment(ContainmentCheck(action=action, contained_at=contained_at, grace_s=0.0))
+    report = aws.verify_access_key_disabled(
+        ContainmentCheck(action=action, contained_at=contained_at, grace_s=0.0)
+    )
 
     assert refused["errorCode"] == "InvalidClientTokenId"
     assert report.verdict == Verdict.HEALTHY
@@ -293,7 +339,7 @@ def test_a_rule_that_reappears_fails_verification(
 ) -> None:
     action = ssh_action(estate, cidr="10.0.0.0/8")
     aws.revoke_ingress(aws.snapshot_ingress(action))
-    assert aws.verify_containment(
+    assert aws.verify_ingress_revoked(
         ContainmentCheck(action=action, contained_at=datetime.now(UTC))
     ).verdict == (Verdict.HEALTHY)
     moto.client("ec2").authorize_security_group_ingress(
@@ -303,7 +349,8 @@ def test_a_rule_that_reappears_fails_verification(
         ],
     )
 
-    report = aws.verify_containment(ContainmentCheck(action=action, contained_at=datetime.now(UTC)))
+    report = aws.verify_ingress_revoked(ContainmentCheck(action=action, contained_at=datetime.now(UTC)))
+    by_type = aws.verify_containment(ContainmentCheck(action=action, contained_at=datetime.now(UTC)))
 
-    assert report.verdict == Verdict.UNHEALTHY
+    assert report.verdict == by_type.verdict == Verdict.UNHEALTHY
     assert "still present" in report.reason

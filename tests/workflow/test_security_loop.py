@@ -20,6 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
 from policies.loading import load_policy_file
+from policies.registry import registered_actions
 from suture.identity import security_workflow_id
 from suture.models import (
     ActionOutcome,
@@ -31,6 +32,7 @@ from suture.models import (
     CredentialQuery,
     Evidence,
     HealthReport,
+    Loop,
     LoopResult,
     Mode,
     Outcome,
@@ -52,6 +54,11 @@ ACCOUNT = "123456789012"
 DRILL_POLICIES = Path(__file__).parents[2] / "sandbox" / "policies" / "security.yaml"
 KEY = "AKIAEXAMPLEKEY00001"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/shared-app"
+VERIFICATIONS = [
+    "aws.verify_containment",
+    *(spec.activities()["verify"] for spec in registered_actions() if spec.loop == Loop.SECURITY),
+]
+"""Every action's own verification, and the one activity runs recorded before it asked instead."""
 
 
 @dataclass
@@ -63,7 +70,7 @@ class FakeAws(FakeBookkeeping):
     claim_refusal: str = "held by another run"
 
     def changes(self) -> list[str]:
-        reads = {"policy.select", "aws.credential_activity", "aws.role_dependents", "aws.verify_containment"}
+        reads = {"policy.select", "aws.credential_activity", "aws.role_dependents", *VERIFICATIONS}
         return [
             name for name, _ in self.calls if name not in reads and "snapshot" not in name and "." in name
         ]
@@ -87,18 +94,21 @@ class FakeAws(FakeBookkeeping):
                 + ["lambda function thumbnails"],
             )
 
-        @activity.defn(name="aws.verify_containment")
-        async def verify(check: ContainmentCheck) -> HealthReport:
-            world.calls.append(("aws.verify_containment", check))
-            return HealthReport(
-                verdict=world.verdict,
-                reason=f"fake verdict {world.verdict}",
-                evidence=[
-                    Evidence(
-                        source="aws.iam", query=str(check.action.target), value="x", at=check.contained_at
-                    )
-                ],
-            )
+        def verification(name: str) -> Any:
+            @activity.defn(name=name)
+            async def verify(check: ContainmentCheck) -> HealthReport:
+                world.calls.append((name, check))
+                return HealthReport(
+                    verdict=world.verdict,
+                    reason=f"fake verdict {world.verdict}",
+                    evidence=[
+                        Evidence(
+                            source="aws.iam", query=str(check.action.target), value="x", at=check.contained_at
+                        )
+                    ],
+                )
+
+            return verify
 
         def snapshot(name: str) -> Any:
             @activity.defn(name=name)
@@ -142,7 +152,7 @@ class FakeAws(FakeBookkeeping):
             *self.bookkeeping_activities(),
             credential_activity,
             role_dependents,
-            verify,
+            *(verification(name) for name in VERIFICATIONS),
             *prepares,
             *changes,
         ]
@@ -231,7 +241,7 @@ async def test_a_leaked_key_is_deactivated_on_its_own_and_verified(env: Workflow
         ("iam.deactivate_access_key", f"{ACCOUNT}/ci-deployer/{KEY}")
     ]
     assert world.changes() == ["audit.claim_target", "iam.deactivate_access_key", "audit.release_target"]
-    [check] = world.called("aws.verify_containment")
+    [check] = world.called("iam.verify_access_key_disabled")
     assert check.grace_s == 1.0
     assert [snapshot.action.type for snapshot in result.undo] == ["iam.deactivate_access_key"]
     assert result.timeline.verified is not None
