@@ -12,9 +12,11 @@ broken file, or keeping the last good set, would let an alert be handled under a
 policy other than the one on disk (a deleted rule still acting, a tightened
 threshold ignored), and nobody would notice. So the constructor raises
 :class:`~suture.errors.PolicyError` (a worker never starts on a broken set) and
-``policy.select`` raises a non-retryable ``PolicyError`` with the ``file:line``
-message: retrying cannot fix a file, and the failed run shows the reason in the
-Temporal UI. Once the file is fixed, the next run loads it.
+``policy.select`` raises a non-retryable ``PolicyError`` listing every problem
+with its ``file:line``: retrying cannot fix a file, and the failed run shows the
+reason in the Temporal UI. Once the file is fixed, the next run loads it. The
+checks are those of ``suture policy check`` (:mod:`policies.loading`): duplicate
+keys and names, unacknowledged risky settings and invalid PromQL included.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from policies.engine import select_policy
 from policies.loading import load_policies
@@ -66,10 +67,8 @@ class PolicyStore:
         try:
             policies = [policy for policy in self.policies() if policy.loop == query.loop]
         except PolicyError as error:
-            raise ApplicationError(
-                f"the policy set does not validate: {error}; fix the file and the next run will load it",
-                type="PolicyError",
-                non_retryable=True,
+            raise PolicyError.failure(
+                f"the policy set does not validate: {error}; fix the file and the next run will load it"
             ) from error
         return PolicySelection(policy=select_policy(policies, query.labels), considered=len(policies))
 

@@ -1,26 +1,67 @@
-"""Read policy YAML and report problems as ``file:line: what is wrong``.
+"""Read policy YAML and report every problem at once, each as ``file:line: what is wrong``.
 
 pydantic reports an error by its path inside the document; the YAML node tree
-knows the line of every key, so the two are joined here. The version pinned on
-each policy is a hash of its own validated content, so reformatting a file does
-not change it but editing a threshold does.
+knows the line of every key, so the two are joined here. Each policy of a file
+is validated on its own, so one broken policy does not hide the problems of the
+next, and then checked for what a schema cannot see: its actions against the
+registry, unacknowledged risky settings and invalid PromQL
+(:mod:`policies.hazards`), and names used twice. A duplicate YAML key is an error
+too: YAML would silently keep the last value (``mode: observe`` then ``mode:
+autonomous`` means autonomous). The worker loads policies through the same code,
+so what ``suture policy check`` accepts is exactly what the worker runs.
+
+The version pinned on each policy is a hash of its own validated content, so
+reformatting a file does not change it but editing a threshold does.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from policies.models import Policy, PolicyFile
+from policies.hazards import hazards
+from policies.models import Policy
 from policies.registry import action_spec
 from suture.errors import PolicyError
+
+_POLICY: TypeAdapter[Policy] = TypeAdapter(Policy)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a policy file, where it is and what to do."""
+
+    location: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}"
+
+
+class InvalidPolicies(PolicyError):
+    """Policy files do not validate; ``problems`` lists every problem found, in file and line order."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        first, rest = problems[0], problems[1:]
+        super().__init__("".join([first.message, *(f"\n{problem}" for problem in rest)]), first.location)
+        self.problems = list(problems)
+
+
+@dataclass(frozen=True)
+class LoadedPolicy:
+    """A valid policy and the file and line that define it."""
+
+    policy: Policy
+    path: Path
+    line: int
 
 
 def default_policy_dir() -> Path:
@@ -32,75 +73,215 @@ def load_policy_file(path: Path) -> list[Policy]:
     """Validate one policy file.
 
     Raises:
-        PolicyError: naming ``file:line`` of the first offending key.
+        InvalidPolicies: naming ``file:line`` of every problem in the file.
     """
-    text = path.read_text(encoding="utf-8")
-    try:
-        document = yaml.safe_load(text)
-        tree = yaml.compose(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise PolicyError(f"not valid YAML: {error}", f"{path}{line}") from error
-    try:
-        parsed = PolicyFile.model_validate(document)
-    except ValidationError as error:
-        first = _most_telling(error)
-        location = f"{path}:{_line_of(tree, first['loc'])}"
-        where = ".".join(str(part) for part in first["loc"])
-        raise PolicyError(f"{where}: {_message(first)}", location) from error
-    for index, policy in enumerate(parsed.policies):
-        _check_actions(policy, path, tree, index)
-    return [_pinned(policy) for policy in parsed.policies]
+    return [loaded.policy for loaded in check_policy_files([path], raise_on_problems=True)[0]]
 
 
 def load_policies(directories: Iterable[Path]) -> list[Policy]:
     """Every policy under ``directories``, in file-name then file order.
 
     Raises:
-        PolicyError: on the first invalid file, or when two policies share a name.
+        InvalidPolicies: naming every problem of every file, names used twice included.
     """
-    policies: list[Policy] = []
-    seen: dict[str, Path] = {}
-    for directory in directories:
-        for path in sorted(Path(directory).glob("*.y*ml")):
-            for policy in load_policy_file(path):
-                if policy.name in seen:
-                    raise PolicyError(
-                        f"policy {policy.name!r} is also defined in {seen[policy.name]}", str(path)
-                    )
-                seen[policy.name] = path
-                policies.append(policy)
-    return policies
+    paths = [path for directory in directories for path in sorted(Path(directory).glob("*.y*ml"))]
+    return [loaded.policy for loaded in check_policy_files(paths, raise_on_problems=True)[0]]
 
 
-def _check_actions(policy: Policy, path: Path, tree: yaml.Node | None, index: int) -> None:
-    for step_index, step in enumerate(policy.actions):
-        loc: tuple[str | int, ...] = ("policies", index, "actions", step_index)
+def check_policy_files(
+    paths: Sequence[Path], *, raise_on_problems: bool = False
+) -> tuple[list[LoadedPolicy], list[Problem]]:
+    """The valid policies of ``paths`` and every problem found, a name used in two files included.
+
+    Raises:
+        InvalidPolicies: only with ``raise_on_problems``, when a problem was found.
+    """
+    named: list[tuple[LoadedPolicy, bool]] = []
+    problems: list[Problem] = []
+    for path in paths:
+        found, file_problems = _check_file(Path(path))
+        problems += file_problems
+        named += found
+    problems += _names_used_twice([entry for entry, _ in named])
+    loaded = [entry for entry, clean in named if clean]
+    if problems and raise_on_problems:
+        raise InvalidPolicies(problems)
+    return loaded, problems
+
+
+def _check_file(path: Path) -> tuple[list[tuple[LoadedPolicy, bool]], list[Problem]]:
+    """Every schema-valid policy of ``path`` (and whether it has no problem), and the problems."""
+    text, problem = _read_text(path)
+    if problem is not None:
+        return [], [problem]
+    try:
+        tree, document, duplicates = _parse_yaml(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        what = " ".join(str(getattr(error, "problem", None) or error).split())
+        return [], [Problem(f"{path}{line}", f"not valid YAML: {what}")]
+    problems = [
+        Problem(
+            f"{path}:{line}", f"duplicate key {key!r} (first at line {first}); YAML would keep only the last"
+        )
+        for key, first, line in duplicates
+    ]
+    items, shape_problems = _policy_items(document, path, tree)
+    loaded: list[tuple[LoadedPolicy, bool]] = []
+    for index, item in enumerate(items):
+        policy, policy_problems = _check_policy(item, index, path, tree)
+        problems += policy_problems
+        if policy is not None:
+            entry = LoadedPolicy(_pinned(policy), path, _line_of(tree, ("policies", index, "name")))
+            loaded.append((entry, not policy_problems))
+    problems = shape_problems + sorted(problems, key=lambda p: int(p.location.rpartition(":")[2] or 0))
+    return loaded, problems
+
+
+def _read_text(path: Path) -> tuple[str, Problem | None]:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return "", Problem(str(path), "no such file")
+    except OSError as error:
+        return "", Problem(str(path), f"cannot be read: {error.strerror}")
+    try:
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        return "", Problem(
+            f"{path}:{line}",
+            f"not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start}); "
+            "save the file as UTF-8",
+        )
+
+
+class _KeyCheckingLoader(yaml.SafeLoader):
+    """A SafeLoader that notes every mapping key given twice, with both lines."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicates: list[tuple[str, int, int]] = []
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    self.duplicates.append((str(key), seen[key], line))
+                else:
+                    seen[key] = line
+            except TypeError:  # an unhashable key; SafeLoader reports it below
+                pass
+        return super().construct_mapping(node, deep=deep)
+
+
+def _parse_yaml(text: str) -> tuple[yaml.Node | None, Any, list[tuple[str, int, int]]]:
+    """The node tree (for lines), the document, and every duplicate key as (key, first line, line)."""
+    loader = _KeyCheckingLoader(text)
+    try:
+        tree = loader.get_single_node()
+        document = loader.construct_document(tree) if tree is not None else None
+    finally:
+        loader.dispose()
+    return tree, document, loader.duplicates
+
+
+def _policy_items(document: Any, path: Path, tree: yaml.Node | None) -> tuple[list[Any], list[Problem]]:
+    """The items under ``policies:``, or the problem with the file's shape."""
+    if not isinstance(document, dict) or "policies" not in document:
+        return [], [Problem(f"{path}:1", "a policy file holds a list under 'policies:'")]
+    problems = [
+        Problem(
+            f"{path}:{_line_of(tree, (key,))}", f"unknown key {key!r} (a policy file holds only 'policies:')"
+        )
+        for key in document
+        if key != "policies"
+    ]
+    items = document["policies"]
+    if not isinstance(items, list) or not items:
+        problems.append(
+            Problem(
+                f"{path}:{_line_of(tree, ('policies',))}", "'policies:' must be a list of at least one policy"
+            )
+        )
+        return [], problems
+    return items, problems
+
+
+def _check_policy(
+    item: Any, index: int, path: Path, tree: yaml.Node | None
+) -> tuple[Policy | None, list[Problem]]:
+    prefix: tuple[str | int, ...] = ("policies", index)
+    try:
+        policy = _POLICY.validate_python(item)
+    except ValidationError as error:
+        return None, [
+            Problem(
+                f"{path}:{_line_of(tree, (*prefix, *found['loc']))}",
+                f"{'.'.join(map(str, (*prefix, *found['loc'])))}: {_message(found)}",
+            )
+            for found in error.errors()
+        ]
+    problems = _action_problems(policy, path, tree, prefix)
+    problems += [
+        Problem(f"{path}:{_line_of(tree, (*prefix, *hazard.location))}", f"{policy.name}: {hazard.message}")
+        for hazard in hazards(policy)
+    ]
+    return policy, problems
+
+
+def _action_problems(
+    policy: Policy, path: Path, tree: yaml.Node | None, prefix: tuple[str | int, ...]
+) -> list[Problem]:
+    problems = []
+    for step_index, step in enumerate(getattr(policy, "actions", [])):
+        loc = (*prefix, "actions", step_index)
+        where = f"{path}:{_line_of(tree, (*loc, 'type'))}"
         try:
             spec = action_spec(step.type)
         except KeyError as error:
-            raise PolicyError(str(error.args[0]), f"{path}:{_line_of(tree, (*loc, 'type'))}") from None
+            problems.append(Problem(where, str(error.args[0])))
+            continue
         if spec.loop != policy.loop:
-            raise PolicyError(
-                f"action {step.type!r} belongs to the {spec.loop} loop, not {policy.loop}",
-                f"{path}:{_line_of(tree, (*loc, 'type'))}",
+            problems.append(
+                Problem(where, f"action {step.type!r} belongs to the {spec.loop} loop, not {policy.loop}")
             )
+            continue
         try:
             spec.params.model_validate(step.params)
         except ValidationError as error:
-            first = _most_telling(error)
-            params_loc = (*loc, "params", *first["loc"])
-            raise PolicyError(
-                f"{step.type} params: {'.'.join(map(str, first['loc']))}: {_message(first)}",
-                f"{path}:{_line_of(tree, params_loc)}",
-            ) from None
+            problems += [
+                Problem(
+                    f"{path}:{_line_of(tree, (*loc, 'params', *found['loc']))}",
+                    f"{step.type} params: {'.'.join(map(str, found['loc']))}: {_message(found)}",
+                )
+                for found in error.errors()
+            ]
+    return problems
 
 
-def _most_telling(error: ValidationError) -> Any:
-    """The error to show first: an unknown key explains the "field required" it causes."""
-    errors = error.errors()
-    return next((item for item in errors if item["type"] == "extra_forbidden"), errors[0])
+def _names_used_twice(loaded: list[LoadedPolicy]) -> list[Problem]:
+    first: dict[str, LoadedPolicy] = {}
+    problems = []
+    for entry in loaded:
+        earlier = first.setdefault(entry.policy.name, entry)
+        if earlier is not entry:
+            where = (
+                f"this file at line {earlier.line}"
+                if earlier.path == entry.path
+                else f"{earlier.path}:{earlier.line}"
+            )
+            problems.append(
+                Problem(
+                    f"{entry.path}:{entry.line}",
+                    f"policy {entry.policy.name!r} is also defined in {where}; names must be unique",
+                )
+            )
+    return problems
 
 
 def _message(item: Any) -> str:
@@ -110,7 +291,10 @@ def _message(item: Any) -> str:
 
 
 def _pinned(policy: Policy) -> Policy:
-    content = json.dumps(policy.model_dump(mode="json", exclude={"version"}), sort_keys=True)
+    # A policy that acknowledges nothing hashes as it did before ``acknowledge`` existed,
+    # so versions recorded by earlier runs still name the same content.
+    exclude = {"version"} if getattr(policy, "acknowledge", None) else {"version", "acknowledge"}
+    content = json.dumps(policy.model_dump(mode="json", exclude=exclude), sort_keys=True)
     digest = hashlib.sha256(content.encode()).hexdigest()[:12]
     return policy.model_copy(update={"version": digest})
 

@@ -23,7 +23,7 @@ from pydantic import (
 from policies.durations import Seconds
 from policies.queries import check_template
 from policies.resource import ResourcePolicy
-from policies.schema import ActionStep, Approval, PolicyModel
+from policies.schema import ActionStep, Approval, PolicyModel, Risk
 from policies.security_policy import SecurityPolicy
 from suture.models import HealthCheck, Loop, Mode
 
@@ -106,6 +106,7 @@ class ReliabilityPolicy(PolicyModel):
     verify: Verification
     approval: Approval | None = None
     cooldown: Seconds = 1800.0
+    acknowledge: list[Risk] = []
     version: str = ""
 
     @field_validator("evidence")

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from policies.durations import Seconds
-from policies.schema import ActionStep, Approval, PolicyModel
+from policies.schema import ActionStep, Approval, PolicyModel, Risk
 from policies.scope import SignalType, index_actions
 from suture.models import Loop, Mode
 
@@ -162,6 +162,7 @@ class SecurityPolicy(PolicyModel):
     verify: ContainmentVerification = ContainmentVerification()
     approval: Approval | None = None
     cooldown: Seconds = 600.0
+    acknowledge: list[Risk] = []
     version: str = ""
 
     @model_validator(mode="after")

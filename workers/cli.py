@@ -383,16 +383,23 @@ def _switch_status(as_json: bool) -> None:
 
 @policy_app.command("check")
 def policy_check(files: Annotated[list[Path], typer.Argument(help="Policy YAML files.")]) -> None:
-    """Validate policy files; errors name file:line."""
-    from policies.loading import load_policy_file
+    """Validate policy files as the worker would; print every problem with file:line.
 
-    for path in files:
-        if not path.is_file():
-            errors.print(f"[red]error:[/red] {path}: no such file")
-            raise typer.Exit(2)
-        policies = _run(lambda path=path: load_policy_file(path))  # type: ignore[misc]
-        for policy in policies:
-            console.print(f"{path}: {policy.name} ({policy.loop}, {policy.mode}) version {policy.version}")
+    Exits 2 when any file has a problem (names used twice across the files included).
+    """
+    from rich.markup import escape
+
+    from policies.loading import check_policy_files
+
+    loaded, problems = check_policy_files(files)
+    for entry in loaded:
+        policy = entry.policy
+        console.print(f"{entry.path}: {policy.name} ({policy.loop}, {policy.mode}) version {policy.version}")
+    for problem in problems:
+        errors.print(f"[red]error:[/red] {escape(str(problem))}", highlight=False, soft_wrap=True)
+    if problems:
+        errors.print(f"{len(problems)} problem(s) found")
+        raise typer.Exit(2)
 
 
 @app.command()

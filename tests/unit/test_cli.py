@@ -167,3 +167,35 @@ def test_pausing_without_a_name_is_refused(store_url: str) -> None:
     result = runner.invoke(app, ["pause", "security"], terminal_width=200)
     assert result.exit_code == 2
     assert "--as NAME is required" in result.output
+
+
+def test_policy_check_prints_every_problem_of_every_file_and_fails(tmp_path: Path) -> None:
+    first = tmp_path / "a.yaml"
+    first.write_text(
+        "policies:\n  - name: x\n    match: {}\n    mode: observe\n    mode: autonomous\n"
+        "    actions: [{type: k8s.rollback}]\n"
+        "    verify: {query: 'up{ )) sum(', condition: '< 1', window: 0s}\n"
+        "    cooldown: 0s\n"
+    )
+    second = tmp_path / "b.yaml"
+    second.write_text(
+        "policies:\n  - name: x\n    match: {alertname: A}\n    mode: observe\n"
+        "    actions: [{type: k8s.rollback}]\n    verify: {query: up, condition: '< 1'}\n"
+    )
+    binary = tmp_path / "c.yaml"
+    binary.write_bytes(b"policies:\n  - name: \xff\n")
+
+    result = runner.invoke(app, ["policy", "check", str(first), str(second), str(binary)], terminal_width=80)
+
+    assert result.exit_code == 2
+    for where, what in [
+        (f"{first}:3", "catch_all_autonomous"),
+        (f"{first}:5", "duplicate key 'mode'"),
+        (f"{first}:7", "not valid PromQL"),
+        (f"{first}:7", "zero_verification_window"),
+        (f"{first}:8", "zero_cooldown"),
+        (f"{second}:2", f"also defined in {first}:2"),
+        (f"{binary}:2", "not UTF-8"),
+    ]:
+        assert any(where in line and what in line for line in result.output.splitlines()), (where, what)
+    assert "Traceback" not in result.output
