@@ -25,7 +25,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -132,6 +132,9 @@ class Monitoring:
         webhook_url: where Alertmanager posts its v4 webhook payloads.
         webhook_token: the bearer token Alertmanager sends with them.
         retention: how long Prometheus keeps samples.
+        history: called with Prometheus's TSDB folder before Prometheus starts, to
+            backfill past samples (e.g. 30 days of utilisation); retention then
+            becomes at least 45 days so the blocks are not deleted on sight.
         ready_timeout_s: how long each process may take to answer ``/-/ready``.
     """
 
@@ -143,11 +146,13 @@ class Monitoring:
         *,
         retention: str = "2h",
         ready_timeout_s: float = 30.0,
+        history: Callable[[Path], None] | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.webhook_url = webhook_url
         self.webhook_token = webhook_token
-        self.retention = retention
+        self.retention = "45d" if history is not None else retention
+        self.history = history
         self.ready_timeout_s = ready_timeout_s
         self._targets: dict[str, dict[str, str]] = {}
         self._lock = threading.Lock()
@@ -195,6 +200,8 @@ class Monitoring:
         )
         try:
             self._alertmanager_port = self._launch(self._alertmanager, self._alertmanager_args)
+            if self.history is not None:
+                self.history(self.state_dir / "prometheus")
             self._prometheus_port = self._launch(self._prometheus, self._prometheus_args)
         except BaseException:
             self.stop()
