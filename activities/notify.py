@@ -24,8 +24,8 @@ from datetime import timedelta
 
 import httpx
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
+from suture.errors import EscalationRefused, EscalationUnavailable
 from suture.models import ActionRecord, Briefing, Evidence
 
 TRANSIENT_STATUSES = frozenset({408, 429})
@@ -63,9 +63,8 @@ class Escalation:
                 headers={"Idempotency-Key": briefing.workflow_id},
             )
         except httpx.TransportError as error:
-            raise ApplicationError(
-                f"escalation webhook unreachable: {type(error).__name__}: {error}",
-                type="EscalationUnavailable",
+            raise EscalationUnavailable.failure(
+                f"escalation webhook unreachable: {type(error).__name__}: {error}"
             ) from error
         _raise_for_answer(response)
 
@@ -111,16 +110,13 @@ def _raise_for_answer(response: httpx.Response) -> None:
         return
     reply = response.text[:_REPLY_EXCERPT]
     if status >= 500 or status in TRANSIENT_STATUSES:
-        raise ApplicationError(
+        raise EscalationUnavailable.failure(
             f"escalation webhook answered {status}; will retry: {reply}",
-            type="EscalationUnavailable",
             next_retry_delay=_retry_after(response),
         )
-    raise ApplicationError(
+    raise EscalationRefused.failure(
         f"escalation webhook refused the briefing with {status}: {reply} "
-        "(check SUTURE_ESCALATION_WEBHOOK and what the receiver expects)",
-        type="EscalationRefused",
-        non_retryable=True,
+        "(check SUTURE_ESCALATION_WEBHOOK and what the receiver expects)"
     )
 
 

@@ -35,6 +35,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from urllib3.util.retry import Retry
 
+from suture.errors import PrometheusQueryRejected, PrometheusUnavailable
 from suture.models import (
     Evidence,
     EvidenceReport,
@@ -159,10 +160,8 @@ class PrometheusProbe:
         if not result:
             return [], datetime.now(UTC)
         if "value" not in result[0]:
-            raise ApplicationError(
-                f"{query!r} returns a range vector; health checks and evidence need an instant vector",
-                type="PrometheusQueryRejected",
-                non_retryable=True,
+            raise PrometheusQueryRejected.failure(
+                f"{query!r} returns a range vector; health checks and evidence need an instant vector"
             )
         evaluated_at = result[0]["value"][0]
         scraped = self._query(f"timestamp({query})", evaluated_at)
@@ -182,17 +181,14 @@ class PrometheusProbe:
         try:
             result: list[Any] = self._client.custom_query(query, params=params)
         except requests.RequestException as error:
-            raise ApplicationError(
-                f"Prometheus at {self._client.url} is unreachable: {error}", type="PrometheusUnavailable"
+            raise PrometheusUnavailable.failure(
+                f"Prometheus at {self._client.url} is unreachable: {error}"
             ) from error
         except PrometheusApiClientException as error:
             found = _STATUS.search(str(error))
             status = int(found.group(1)) if found else 0
-            raise ApplicationError(
-                f"{query!r}: {error}",
-                type="PrometheusQueryRejected" if status in (400, 422) else "PrometheusUnavailable",
-                non_retryable=status in (400, 422),
-            ) from error
+            kind = PrometheusQueryRejected if status in (400, 422) else PrometheusUnavailable
+            raise kind.failure(f"{query!r}: {error}") from error
         return result
 
 
