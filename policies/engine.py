@@ -12,24 +12,13 @@ from collections.abc import Sequence
 from pydantic import BaseModel, ConfigDict
 
 from policies.models import Policy, ReliabilityPolicy
+from policies.plan import Plan, PlanOutcome
 from policies.queries import build_query
 from policies.registry import action_spec
 from suture.models import Diagnosis, Mode, PlannedAction, Target
 
-
-class Decision(BaseModel):
-    """What the decision step concluded.
-
-    ``actions`` is empty when nothing may be done; ``reason`` always says why.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    act: bool
-    mode: Mode | None
-    reason: str
-    actions: list[PlannedAction] = []
-    would_have_done: list[str] = []
+Decision = Plan
+"""The reliability engine's plan (one shape for every loop: :class:`policies.plan.Plan`)."""
 
 
 def select_policy(policies: Sequence[Policy], labels: dict[str, str]) -> Policy | None:
@@ -67,7 +56,7 @@ def target_of(policy: ReliabilityPolicy, labels: dict[str, str]) -> Target | Non
     return Target(kind=policy.target.kind, scope=namespace, name=name)
 
 
-def decide(policy: ReliabilityPolicy, diagnosis: Diagnosis, target: Target, incident_key: str) -> Decision:
+def decide(policy: ReliabilityPolicy, diagnosis: Diagnosis, target: Target, incident_key: str) -> Plan:
     """Turn a diagnosis into a decision; never grants more than the policy's mode."""
     actions = [
         PlannedAction(
@@ -81,8 +70,8 @@ def decide(policy: ReliabilityPolicy, diagnosis: Diagnosis, target: Target, inci
     ]
     would = [f"{action_spec(a.type).summary} ({a.type} on {a.target})" for a in actions]
     if diagnosis.confidence < policy.min_confidence:
-        return Decision(
-            act=False,
+        return Plan(
+            outcome=PlanOutcome.ESCALATE,
             mode=policy.mode,
             reason=(
                 f"confidence {diagnosis.confidence:.2f} is below the policy's "
@@ -91,11 +80,14 @@ def decide(policy: ReliabilityPolicy, diagnosis: Diagnosis, target: Target, inci
             would_have_done=would,
         )
     if policy.mode in (Mode.OBSERVE, Mode.DRY_RUN):
-        return Decision(
-            act=False, mode=policy.mode, reason=f"policy mode is {policy.mode}", would_have_done=would
+        return Plan(
+            outcome=PlanOutcome.DRY_RUN,
+            mode=policy.mode,
+            reason=f"policy mode is {policy.mode}",
+            would_have_done=would,
         )
-    return Decision(
-        act=True,
+    return Plan(
+        outcome=PlanOutcome.ACT,
         mode=policy.mode,
         reason=f"{diagnosis.summary} (confidence {diagnosis.confidence:.2f})",
         actions=actions,

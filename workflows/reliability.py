@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from policies.diagnosis import diagnose
     from policies.engine import PolicyQueries, decide, queries_for, target_of
     from policies.models import PolicyQuery, PolicySelection, ReliabilityPolicy
+    from policies.plan import PlanOutcome
     from policies.queries import LabelRefused
     from suture.identity import reliability_incident_key
     from suture.models import (
@@ -133,10 +134,10 @@ class ReliabilityLoop(RemediationLoop):
         decision = decide(policy, self.diagnosis, target, reliability_incident_key(alert))
         self.timeline.decided = workflow.now()
         await self.audit("decided", decision.reason)
-        if not decision.act:
-            if policy.mode in (Mode.OBSERVE, Mode.DRY_RUN) and "confidence" not in decision.reason:
-                await self.audit("dry_run", "would have done: " + "; ".join(decision.would_have_done))
-                return await self.finish(Outcome.DRY_RUN, decision.reason)
+        if decision.outcome == PlanOutcome.DRY_RUN:
+            await self.audit("dry_run", "would have done: " + "; ".join(decision.would_have_done))
+            return await self.finish(Outcome.DRY_RUN, decision.reason)
+        if decision.outcome != PlanOutcome.ACT:
             return await self._hand_over(decision.reason, decision.would_have_done)
 
         claim = await self.call(

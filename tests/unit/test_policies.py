@@ -20,6 +20,7 @@ from policies.diagnosis import diagnose
 from policies.engine import decide, select_policy
 from policies.loading import default_policy_dir, load_policies, load_policy_file
 from policies.models import ActionStep, Policy, PolicyQuery, ReliabilityPolicy
+from policies.plan import PlanOutcome
 from policies.queries import build_query
 from policies.registry import ActionSpec, NoParams, action_spec, registered_actions
 from suture.errors import PolicyError
@@ -291,9 +292,16 @@ def test_a_dry_run_policy_only_says_what_it_would_have_done(tmp_path: Path) -> N
     decision = decide(
         policy, Diagnosis(signature="bad-rollout", confidence=0.9, summary="bad rollout"), CHECKOUT, "fp-1"
     )
-    assert not decision.act
+    assert decision.outcome == PlanOutcome.DRY_RUN
     assert decision.actions == []
     assert decision.would_have_done
+
+
+def test_low_confidence_escalates_as_a_type_whatever_the_mode_and_the_wording(tmp_path: Path) -> None:
+    for mode in ("dry_run", "observe", "autonomous"):
+        policy = load(tmp_path, ROLLBACK.replace("mode: autonomous", f"mode: {mode}"))
+        unsure = Diagnosis(signature=None, confidence=0.3, summary="a summary without the usual words")
+        assert decide(policy, unsure, CHECKOUT, "fp-1").outcome == PlanOutcome.ESCALATE
 
 
 # --- diagnosis -----------------------------------------------------------------------------
