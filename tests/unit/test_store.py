@@ -1,12 +1,13 @@
 """The audit store: idempotent recording, a tamper-evident chain, per-target locks.
 
-Runs against a SQLite file; set ``SUTURE_TEST_POSTGRES_URL`` (a database the tests
-may wipe) to run the same tests against PostgreSQL too.
+Every test runs against a SQLite file and against PostgreSQL: a throwaway cluster
+from Debian's packages (``make postgres``), or the database named by
+``SUTURE_TEST_POSTGRES_URL`` (one the tests may wipe).
 """
 
 from __future__ import annotations
 
-import os
+import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -16,11 +17,15 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import text
+from prometheus_client import CollectorRegistry
+from sqlalchemy import insert, text
+from sqlalchemy.orm import Session
 from temporalio.testing import ActivityEnvironment
+from typer.testing import CliRunner
 
 from activities.audit import AuditActivities
 from activities.governance import Governance
+from suture.audit_chain import GENESIS, RUNS, AuditKey, chain_hash, chain_head_collector
 from suture.errors import ConfigError
 from suture.models import (
     ActionRecord,
@@ -37,9 +42,10 @@ from suture.models import (
     Timeline,
 )
 from suture.store import AuditStore, Base
+from suture.tables import AuditEvent, Run, fill_run
+from workers.cli import app
 
 START = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
-POSTGRES_URL = os.environ.get("SUTURE_TEST_POSTGRES_URL")
 
 
 @dataclass
@@ -58,17 +64,24 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=["sqlite", *(["postgresql"] if POSTGRES_URL else [])])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+KEY = AuditKey(b"k" * 32)
+"""The audit key of every store in these tests, as SUTURE_AUDIT_KEY would give it."""
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    # The PostgreSQL store keeps its head file in the state dir; each test gets its own.
+    monkeypatch.setenv("SUTURE_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("SUTURE_AUDIT_KEY", "k" * 32)
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'state' / 'suture.db'}"
-    assert POSTGRES_URL is not None
-    wipe = AuditStore.create(POSTGRES_URL, migrate=False)
+    url: str = request.getfixturevalue("postgres_url")
+    wipe = AuditStore.create(url, key=KEY, migrate=False)
     with wipe.engine.begin() as connection:
         Base.metadata.drop_all(connection)
         connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
     wipe.close()
-    return POSTGRES_URL
+    return url
 
 
 @pytest.fixture
@@ -221,6 +234,269 @@ def test_writers_on_many_threads_keep_one_unbroken_chain_without_duplicates(stor
         list(pool.map(write, range(80)))
     assert store.count_events() == 80
     assert store.verify_chain() is None
+
+
+def test_swapping_two_events_breaks_the_chain(store: AuditStore) -> None:
+    for seq in range(1, 4):
+        store.record(entry(seq))
+    with store.engine.begin() as connection:
+        connection.execute(text("UPDATE audit_events SET seq = 99 WHERE seq = 1"))
+        connection.execute(text("UPDATE audit_events SET seq = 1 WHERE seq = 2"))
+        connection.execute(text("UPDATE audit_events SET seq = 2 WHERE seq = 99"))
+    broken = store.verify_chain()
+    assert broken is not None and broken.checked == 0
+
+
+def test_an_event_inserted_by_hand_is_detected(store: AuditStore) -> None:
+    for seq in range(1, 3):
+        store.record(entry(seq))
+    forged = entry(3, detail="approved by alice")
+    with store.engine.begin() as connection:
+        previous = (
+            connection.execute(text("SELECT hash FROM audit_events ORDER BY id DESC")).scalars().first()
+        )
+        connection.execute(
+            insert(AuditEvent.__table__).values(
+                **forged.model_dump(mode="json", exclude={"at"}),
+                at=forged.at,
+                prev_hash=previous,
+                hash=chain_hash(previous, forged),
+            )
+        )
+    broken = store.verify_chain()
+    assert broken is not None and broken.seq == 3
+    assert "without the audit key" in broken.reason
+
+
+# --- keyed chain: what a plain hash chain cannot catch -----------------------------------
+
+
+def rewrite_history(store: AuditStore, edit: str) -> None:
+    """Edit the events with ``edit`` and recompute every plain hash and the head, as an attacker would."""
+    with store.engine.begin() as connection:
+        connection.execute(text(edit))
+        ids = list(connection.execute(text("SELECT id FROM audit_events ORDER BY id")).scalars())
+    previous = GENESIS
+    with store.engine.begin() as connection:
+        for event_id, recorded in zip(ids, store.events(), strict=True):
+            digest = chain_hash(previous, recorded)
+            connection.execute(
+                text("UPDATE audit_events SET prev_hash = :prev, hash = :hash WHERE id = :id"),
+                {"prev": previous, "hash": digest, "id": event_id},
+            )
+            previous = digest
+        connection.execute(text("UPDATE audit_chain SET hash = :hash"), {"hash": previous})
+
+
+def test_a_history_rewritten_with_recomputed_hashes_is_caught(store: AuditStore) -> None:
+    for seq in range(1, 6):
+        store.record(entry(seq))
+    rewrite_history(store, "UPDATE audit_events SET detail = 'nothing happened' WHERE seq = 3")
+    assert store.events()[2].detail == "nothing happened"
+    broken = store.verify_chain()
+    assert broken is not None
+    assert (broken.seq, broken.checked) == (3, 2)
+    assert "rewritten with recomputed hashes" in broken.reason
+
+
+def test_an_older_copy_of_the_database_restored_is_caught_by_the_head_file(store: AuditStore) -> None:
+    for seq in range(1, 4):
+        store.record(entry(seq))
+    with store.engine.connect() as connection:
+        backup = connection.execute(text("SELECT last_event_id, hash, seq, mac FROM audit_chain")).one()
+    for seq in range(4, 6):
+        store.record(entry(seq))
+    with store.engine.begin() as connection:
+        connection.execute(text("DELETE FROM audit_events WHERE seq > 3"))
+        connection.execute(
+            text(
+                "UPDATE audit_chain SET last_event_id = :last_event_id, hash = :hash, seq = :seq, mac = :mac"
+            ),
+            dict(backup._mapping),
+        )
+    report = store.verify()
+    assert [str(item) for item in report.breaks] == [
+        f"the chain head: the chain ends at event 3 but the head file {store.checkpoint} recorded 5 events: "
+        "events were removed from the end or an older copy of the database was restored"
+    ]
+
+
+def test_an_edited_head_file_is_caught(store: AuditStore) -> None:
+    store.record(entry(1))
+    assert store.checkpoint is not None
+    recorded = json.loads(store.checkpoint.read_text())
+    store.checkpoint.write_text(json.dumps(recorded | {"seq": 0}))
+    broken = store.verify_chain()
+    assert broken is not None and "head file" in broken.reason and "not signed" in broken.reason
+
+
+def test_the_head_file_follows_every_append(store: AuditStore) -> None:
+    for seq in range(1, 4):
+        store.record(entry(seq))
+    assert store.checkpoint is not None
+    assert json.loads(store.checkpoint.read_text())["seq"] == 3 == store.chain_head_seq()
+
+
+def test_the_chain_head_gauge_reports_the_head_sequence(store: AuditStore) -> None:
+    registry = CollectorRegistry()
+    registry.register(chain_head_collector(store.chain_head_seq))
+    store.record(entry(1))
+    store.pause("all", by="alice")
+    assert registry.get_sample_value("suture_audit_chain_head_seq") == 1 + len(Loop)
+
+
+def test_a_store_opened_with_another_key_is_refused_naming_the_variable(
+    store_url: str, store: AuditStore
+) -> None:
+    store.record(entry(1))
+    with pytest.raises(ConfigError, match=f"SUTURE_AUDIT_KEY: .* keyed with key id {KEY.key_id}"):
+        AuditStore.create(store_url, key=AuditKey(b"another key of at least 32 bytes!!"))
+
+
+def test_an_audit_key_too_short_to_be_a_secret_is_refused() -> None:
+    with pytest.raises(ConfigError, match="at least 32 characters"):
+        AuditKey(b"secret")
+
+
+# --- the runs table is covered -------------------------------------------------------------
+
+
+def test_a_runs_row_whose_outcome_and_approver_were_edited_is_caught(store: AuditStore) -> None:
+    store.close_run(result("reliability-abc-1", Outcome.ESCALATED, approver="alice"))
+    with store.engine.begin() as connection:
+        connection.execute(text("UPDATE runs SET outcome = 'resolved', approver = 'mallory'"))
+    broken = store.verify_chain()
+    assert broken is not None and broken.run == "reliability-abc-1"
+    assert "outcome resolved; approver mallory" in broken.reason
+    assert "outcome escalated; approver alice" in broken.reason
+
+
+def test_a_runs_row_edited_anywhere_else_is_caught(store: AuditStore) -> None:
+    store.close_run(result("reliability-abc-1"))
+    with store.engine.begin() as connection:
+        connection.execute(text("UPDATE runs SET reason = 'all fine', human_touched = true"))
+    broken = store.verify_chain()
+    assert broken is not None and broken.run == "reliability-abc-1"
+
+
+def test_a_deleted_or_added_runs_row_is_caught(store: AuditStore) -> None:
+    store.close_run(result("reliability-abc-1"))
+    store.close_run(result("reliability-abc-2", subject="b"))
+    with store.engine.begin() as connection:
+        connection.execute(
+            text(
+                "UPDATE runs SET workflow_id = 'reliability-forged-3' WHERE workflow_id = 'reliability-abc-2'"
+            )
+        )
+    reasons = {item.run: item.reason for item in store.verify().breaks}
+    assert set(reasons) == {"reliability-forged-3", "reliability-abc-2"}
+    assert "added outside suture" in reasons["reliability-forged-3"]
+    assert "deleted" in reasons["reliability-abc-2"]
+
+
+def test_closing_a_run_again_with_the_same_result_writes_no_second_seal(store: AuditStore) -> None:
+    store.close_run(result("reliability-abc-1"))
+    store.close_run(result("reliability-abc-1"))
+    assert len(store.events(RUNS)) == 1
+    store.close_run(result("reliability-abc-1", Outcome.ROLLED_BACK))
+    assert len(store.events(RUNS)) == 2
+    assert store.verify_chain() is None
+
+
+# --- stores from before the key existed -------------------------------------------------------
+
+
+def legacy_store(url: str) -> None:
+    """A store as the previous release left it: three unkeyed events and one run."""
+    old = AuditStore.create(url, key=KEY, migrate=False)
+    old.upgrade("0002")
+    previous = GENESIS
+    rows = []
+    for seq in (1, 2, 3):
+        item = entry(seq)
+        digest = chain_hash(previous, item)
+        rows.append(item.model_dump(mode="json", exclude={"at"}) | {"at": item.at, "prev_hash": previous})
+        rows[-1]["hash"] = previous = digest
+    with old.engine.begin() as connection:
+        connection.execute(insert(AuditEvent.__table__), rows)
+        connection.execute(text("UPDATE audit_chain SET last_event_id = 3, hash = :hash"), {"hash": previous})
+    with Session(old.engine) as session, session.begin():
+        row = Run(workflow_id="reliability-abc-1")
+        fill_run(row, result("reliability-abc-1", approver="alice"))
+        session.add(row)
+    old.close()
+
+
+def test_events_from_before_the_key_are_reported_as_unkeyed_legacy_rows(store_url: str) -> None:
+    legacy_store(store_url)
+    store = AuditStore.create(store_url, key=KEY)
+    report = store.verify()
+    assert report.intact, report.breaks
+    assert (report.events, report.legacy_events, report.runs) == (4, 3, 1)
+    assert "unkeyed legacy rows 1..3" in report.summary()
+    store.record(entry(4))
+    assert store.verify().legacy_events == 3
+
+
+def test_a_legacy_event_rewritten_after_the_key_arrived_is_caught(store_url: str) -> None:
+    legacy_store(store_url)
+    store = AuditStore.create(store_url, key=KEY)
+    rewrite_history(store, "UPDATE audit_events SET detail = 'nothing happened' WHERE seq = 2")
+    broken = store.verify_chain()
+    assert broken is not None and broken.event_id == 4
+
+
+def test_a_legacy_run_is_sealed_when_the_key_arrives_and_edits_after_that_are_caught(store_url: str) -> None:
+    legacy_store(store_url)
+    store = AuditStore.create(store_url, key=KEY)
+    with store.engine.begin() as connection:
+        connection.execute(text("UPDATE runs SET approver = 'mallory'"))
+    broken = store.verify_chain()
+    assert broken is not None and broken.run == "reliability-abc-1"
+
+
+# --- where the key comes from ------------------------------------------------------------------
+
+
+def test_without_a_configured_key_one_is_generated_beside_the_database_for_the_owner_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv("SUTURE_AUDIT_KEY", raising=False)
+    url = f"sqlite:///{tmp_path / 'state' / 'suture.db'}"
+    first = AuditStore.create(url)
+    first.record(entry(1))
+    key_file = tmp_path / "state" / "audit.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert "production must set SUTURE_AUDIT_KEY" in caplog.text
+    assert first.key.key_id not in key_file.read_text()
+    again = AuditStore.create(url)
+    assert again.key.key_id == first.key.key_id
+    assert again.verify_chain() is None
+    with again.engine.connect() as connection:
+        stored = " ".join(str(value) for value in connection.execute(text("SELECT * FROM audit_chain")).one())
+    assert key_file.read_text().strip() not in stored
+
+
+def test_audit_verify_on_the_command_line_says_intact_then_names_what_was_rewritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'suture.db'}"
+    monkeypatch.setenv("SUTURE_DB_URL", url)
+    monkeypatch.setenv("SUTURE_AUDIT_KEY", "k" * 32)
+    store = AuditStore.create(url)
+    store.close_run(result("reliability-abc-1", Outcome.ESCALATED))
+    intact = CliRunner().invoke(app, ["audit", "verify"], terminal_width=300)
+    assert intact.exit_code == 0, intact.output
+    assert "audit chain intact" in intact.output
+    with store.engine.begin() as connection:
+        connection.execute(text("UPDATE runs SET outcome = 'resolved'"))
+    broken = CliRunner().invoke(app, ["audit", "verify"], terminal_width=300)
+    assert broken.exit_code == 1
+    assert "run reliability-abc-1: the runs row says «outcome resolved" in broken.output
+    monkeypatch.setenv("SUTURE_AUDIT_KEY", "w" * 32)
+    wrong_key = CliRunner().invoke(app, ["audit", "verify"], terminal_width=300)
+    assert wrong_key.exit_code == 2
+    assert "SUTURE_AUDIT_KEY" in wrong_key.output and len(wrong_key.output.strip().splitlines()) == 1
 
 
 # --- per-target lock and cooldown ------------------------------------------------------
