@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint typecheck unit install monitoring clean
+.PHONY: demo test lint typecheck unit install monitoring postgres clean
 
 # The sandbox extra brings the drill estate (moto, kmock, ...) for `make demo` and the tests;
 # a production `pip install .` leaves it out.
@@ -24,6 +24,14 @@ monitoring:
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq prometheus prometheus-alertmanager; \
 	fi
 
+# The store's tests and a drill run against PostgreSQL too: Debian's server binaries
+# (/usr/lib/postgresql/<version>/bin), started by a test fixture on a free port.
+postgres:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		echo "installing postgresql with apt-get"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+	fi
+
 demo: $(STAMP) monitoring
 	$(BIN)/suture demo
 
@@ -35,7 +43,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) monitoring lint typecheck
+test: $(STAMP) monitoring postgres lint typecheck
 	$(BIN)/pytest -q
 
 unit: $(STAMP)
