@@ -5,10 +5,23 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-IO_CLIENTS = ("boto3", "botocore", "kubernetes", "sqlalchemy", "httpx", "requests")
+# The same list as the import-linter contract on workflows (pyproject.toml); these tests
+# also catch an import made at run time, which a static contract cannot see.
+IO_CLIENTS = (
+    "boto3",
+    "botocore",
+    "kubernetes",
+    "sqlalchemy",
+    "httpx",
+    "fastapi",
+    "uvicorn",
+    "prometheus_api_client",
+    "requests",
+)
 
 
 def test_workflow_modules_import_no_io_client_directly() -> None:
@@ -44,3 +57,16 @@ def test_the_top_level_folders_match_the_design() -> None:
         assert (ROOT / folder).is_dir(), folder
     for file in ("docker-compose.yml", "pyproject.toml", "README.md", "Makefile", ".ci/run"):
         assert (ROOT / file).is_file(), file
+
+
+def test_the_import_contracts_forbid_what_these_tests_check() -> None:
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    forbidden = {
+        module
+        for contract in contracts
+        if contract["type"] == "forbidden" and contract["source_modules"] == ["workflows"]
+        for module in contract["forbidden_modules"]
+    }
+    assert forbidden == {*IO_CLIENTS, "workers", "activities", "sandbox"}
+    [product] = [c for c in contracts if c["type"] == "forbidden" and c["forbidden_modules"] == ["sandbox"]]
+    assert set(product["source_modules"]) == {"suture", "workflows", "activities", "policies", "workers"}
