@@ -52,7 +52,7 @@ def build_worker(
     workflows: Sequence[type] | None = None,
     max_concurrent_activities: int = 64,
 ) -> Worker:
-    activities = ActivityProviders(list(providers)).activities()
+    activities = worker_activities(client, providers)
     return Worker(
         client,
         task_queue=task_queue,
@@ -69,6 +69,14 @@ def build_worker(
             )
         ),
     )
+
+
+def worker_activities(client: Client, providers: Iterable[Any]) -> list[Any]:
+    """Every activity the worker registers: the providers' and the one that reads runs back."""
+    from activities.runs import RunRecords
+
+    # Reading finished runs needs the worker's own client, so it is added here.
+    return ActivityProviders([*providers, RunRecords(client)]).activities()
 
 
 def all_workflows() -> list[type]:

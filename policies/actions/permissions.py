@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import yaml
+
 from policies.actions.declaration import (
     Permissions,
     declared_activities,
@@ -51,6 +53,11 @@ def cluster_role() -> dict[str, Any]:
             for (group, resource), found in sorted(verbs.items())
         ],
     }
+
+
+def cluster_role_yaml() -> str:
+    """The ClusterRole as a Kubernetes manifest."""
+    return "---\n" + yaml.safe_dump(cluster_role(), sort_keys=False, default_flow_style=False)
 
 
 def _everything() -> list[Permissions]:

@@ -1,4 +1,7 @@
-"""Policies: loading with file:line errors, pinned versions, decisions, diagnosis, the registry."""
+"""Policies: loading with file:line errors, pinned versions, decisions, diagnosis.
+
+The action registry has its own meta-test, ``tests/unit/test_registry.py``.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,6 @@ from textwrap import dedent
 
 import pytest
 import yaml
-from pydantic import ValidationError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -19,10 +21,10 @@ from activities.policy_store import PolicyStore
 from policies.diagnosis import diagnose
 from policies.engine import decide, select_policy
 from policies.loading import default_policy_dir, load_policies, load_policy_file
-from policies.models import ActionStep, Policy, PolicyQuery, ReliabilityPolicy
+from policies.models import Policy, PolicyQuery, ReliabilityPolicy
 from policies.plan import PlanOutcome
 from policies.queries import build_query
-from policies.registry import ActionSpec, NoParams, action_spec, registered_actions
+from policies.registry import action_spec, registered_actions
 from suture.errors import PolicyError
 from suture.models import Diagnosis, Loop, Mode, Rollout, RolloutHistory, Target
 
@@ -322,76 +324,3 @@ def test_without_rollout_history_a_rollout_signature_cannot_match(tmp_path: Path
     diagnosis = diagnose(load(tmp_path, ROLLBACK), None, NOW)
     assert diagnosis.signature is None
     assert diagnosis.recent_changes == []
-
-
-# --- the action registry ---------------------------------------------------------------------
-
-
-def incomplete(spec: ActionSpec) -> list[str]:
-    """What a registered action lacks; empty when it is complete and its example validates."""
-    problems = [
-        f"{spec.name}: no {field}"
-        for field in ("summary", "prepare", "do", "undo", "permissions", "blast_radius", "example")
-        if not getattr(spec, field)
-    ]
-    if not isinstance(spec.loop, Loop):
-        problems.append(f"{spec.name}: no loop")
-    if spec.params.model_config.get("extra") != "forbid":
-        problems.append(f"{spec.name}: its params accept unknown keys")
-    if spec.example:
-        problems += _example_problems(spec)
-    return problems
-
-
-def _example_problems(spec: ActionSpec) -> list[str]:
-    """The example's steps must name the action and pass its params schema.
-
-    Checked step by step rather than inside a whole policy, so the check holds for
-    every loop's policy kind.
-    """
-    example = yaml.safe_load(spec.example)
-    steps = example.get("actions", []) if isinstance(example, dict) else []
-    if spec.name not in [step.get("type") for step in steps if isinstance(step, dict)]:
-        return [f"{spec.name}: its example does not use it under 'actions:'"]
-    problems = []
-    for step in steps:
-        try:
-            parsed = ActionStep.model_validate(step)
-            if parsed.type == spec.name:
-                spec.params.model_validate(parsed.params)
-        except ValidationError as error:
-            problems.append(f"{spec.name}: its example does not validate: {error}")
-    return problems
-
-
-def test_every_registered_action_is_complete_and_its_example_validates() -> None:
-    assert registered_actions(), "the registry is empty"
-    problems = [problem for spec in registered_actions() for problem in incomplete(spec)]
-    assert problems == []
-
-
-@pytest.mark.parametrize(
-    ("change", "expected"),
-    [
-        ({"undo": ""}, "no undo"),
-        ({"permissions": ()}, "no permissions"),
-        ({"blast_radius": ""}, "no blast_radius"),
-        ({"example": "actions:\n  - type: k8s.scale\n    params: {by: 0}\n"}, "does not validate"),
-        ({"example": "actions:\n  - type: k8s.restart\n"}, "does not use it"),
-    ],
-)
-def test_the_registry_check_flags_an_incomplete_action(change: dict[str, object], expected: str) -> None:
-    spec = next(spec for spec in registered_actions() if spec.name == "k8s.scale")
-    broken = ActionSpec(**{**spec.__dict__, **change})
-    assert any(expected in problem for problem in incomplete(broken))
-
-
-def test_action_params_that_accept_anything_are_flagged() -> None:
-    class LooseParams(NoParams):
-        model_config = {"extra": "allow"}
-
-    spec = next(spec for spec in registered_actions() if spec.name == "k8s.rollback")
-    assert any(
-        "unknown keys" in problem
-        for problem in incomplete(ActionSpec(**{**spec.__dict__, "params": LooseParams}))
-    )
