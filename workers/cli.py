@@ -462,6 +462,36 @@ def audit_verify(as_json: JsonFlag = False) -> None:
 
 
 @app.command()
+def permissions(
+    iam: Annotated[
+        bool, typer.Option("--iam", help="Print the least-privilege AWS IAM policy (JSON).")
+    ] = False,
+    rbac: Annotated[bool, typer.Option("--rbac", help="Print the Kubernetes ClusterRole (YAML).")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """What the worker's identity needs, generated from the action registry."""
+    from policies.actions.permissions import cluster_role, cluster_role_yaml, iam_policy
+    from policies.registry import registered_actions
+
+    if iam and rbac:
+        errors.print("[red]error:[/red] choose one of --iam and --rbac")
+        raise typer.Exit(2)
+    if iam:
+        _print_json(iam_policy())
+    elif rbac and as_json:
+        _print_json(cluster_role())
+    elif rbac:
+        typer.echo(cluster_role_yaml(), nl=False)
+    elif as_json:
+        _print_json({"iam": iam_policy(), "rbac": cluster_role()})
+    else:
+        table = Table("action", "loop", "max targets", "needs")
+        for spec in registered_actions():
+            table.add_row(spec.name, str(spec.loop), str(spec.max_targets), spec.permissions.describe())
+        console.print(table)
+
+
+@app.command()
 def report(
     since: Annotated[str, typer.Option(help="Window, e.g. 24h or 7d.")] = "24h",
     html: Annotated[Path | None, typer.Option(help="Also write a standalone HTML report here.")] = None,
