@@ -170,7 +170,7 @@ class EmbeddedStack:
                 "prometheus_url": self.overrides.prometheus_url or self.settings.prometheus_url,
             }
         )
-        self.store = store = AuditStore.create(settings.db_url)
+        self.store = store = AuditStore.from_settings(settings)
         self.on_stop(lambda: asyncio.to_thread(store.close))
         providers = activity_providers(
             settings,

@@ -50,7 +50,7 @@ def activity_providers(
     from suture.store import AuditStore
     from workers.resource_worker import resource_providers
 
-    store = store if store is not None else AuditStore.create(settings.db_url)
+    store = store if store is not None else AuditStore.from_settings(settings)
     kube_api = kube_api if kube_api is not None else kubernetes_client(settings)
     providers: list[Any] = [
         PolicyStore(list(policy_dirs or settings.policy_dirs)),
