@@ -412,7 +412,7 @@ def unlock(
     """Release a target's lock left by a run that was terminated (it never released it)."""
     from suture.store import AuditStore
 
-    store = AuditStore.create(_settings().db_url)
+    store = AuditStore.from_settings(_settings())
     holder = store.lock_holder(target)
     if holder is None:
         console.print(f"{target} is not locked")
@@ -503,7 +503,7 @@ def report(
     from suture.store import AuditStore
 
     window = timedelta(seconds=_run(lambda: parse_duration(since)))
-    summary = build_report(AuditStore.create(_settings().db_url), window)
+    summary = build_report(AuditStore.from_settings(_settings()), window)
     if html is not None:
         html.write_text(render_html(summary), encoding="utf-8")
     if as_json:
