@@ -39,12 +39,18 @@ def event_mac(key: AuditKey, event_hash: str) -> str:
 
 
 def verify_store(session: Session, key: AuditKey, checkpoint_path: Path | None) -> ChainReport:
-    """Check the chain, its head, the head file and the runs table read through ``session``."""
+    """Check the chain, its head, the head file and the runs table read through ``session``.
+
+    ``session`` must not have read anything yet, and must read one snapshot (SQLite's
+    transactions do; PostgreSQL needs REPEATABLE READ): the head file is read first,
+    so that the snapshot taken afterwards holds at least the events it records while
+    writers carry on.
+    """
+    breaks: list[ChainBreak] = []
+    checkpoint = _read_checkpoint(checkpoint_path, key, breaks)
     head = session.get(AuditChainHead, 1)
     keyed = head is not None and head.key_id is not None
     keyed_from = (head.keyed_from or 0) if keyed and head else (head.seq if head else 0)
-    breaks: list[ChainBreak] = []
-    checkpoint = _read_checkpoint(checkpoint_path, key, breaks)
     walk = _ChainWalk(key if keyed else None, keyed_from, checkpoint, checkpoint_path)
     for row in session.scalars(select(AuditEvent).order_by(AuditEvent.id)).yield_per(500):
         walk.visit(row)

@@ -222,6 +222,11 @@ class AuditStore(ChainWriter):
             head = session.get(AuditChainHead, 1)
             if head is not None and head.key_id is not None:
                 self._check_key(head)
+        # One snapshot for the whole walk, so runs closed meanwhile are not reported as unsealed.
+        snapshot = self.engine.execution_options(suture_read_only=True)
+        if self.engine.dialect.name == "postgresql":
+            snapshot = snapshot.execution_options(isolation_level="REPEATABLE READ")
+        with Session(snapshot) as session, session.begin():
             return verify_store(session, self.key, self.checkpoint)
 
     def verify_chain(self) -> ChainBreak | None:

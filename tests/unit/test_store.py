@@ -321,6 +321,20 @@ def test_an_older_copy_of_the_database_restored_is_caught_by_the_head_file(store
     ]
 
 
+def test_verifying_while_runs_close_reports_no_false_break(store: AuditStore) -> None:
+    def close(index: int) -> None:
+        store.record(entry(1, workflow_id=f"reliability-{index}"))
+        store.close_run(result(f"reliability-{index}"))
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        writes = [pool.submit(close, index) for index in range(40)]
+        reports = []
+        while not all(write.done() for write in writes):
+            reports.append(store.verify())
+    assert [report.breaks for report in reports if not report.intact] == []
+    assert store.verify().runs == 40
+
+
 def test_an_edited_head_file_is_caught(store: AuditStore) -> None:
     store.record(entry(1))
     assert store.checkpoint is not None
