@@ -284,6 +284,26 @@ async def test_world_open_ssh_is_revoked_rule_by_rule(env: WorkflowEnvironment) 
     assert revoked.action.target.name == "sg-0web/tcp:22-22/0.0.0.0/0"
 
 
+async def test_more_rules_than_the_actions_cap_escalate_before_any_is_revoked(
+    env: WorkflowEnvironment,
+) -> None:
+    world = drill_world(baseline=usual_baseline())
+    ports = [22, 23, 445, 3306, 3389, 5432, 6379, 9200, 27017]
+    event = ingress_event("0.0.0.0/0", ports[0])
+    items = [
+        {**event.request_parameters["ipPermissions"]["items"][0], "fromPort": p, "toPort": p} for p in ports
+    ]
+    event = event.model_copy(
+        update={"request_parameters": {**event.request_parameters, "ipPermissions": {"items": items}}}
+    )
+
+    result = await run(env, world, event)
+
+    assert result.outcome == Outcome.ESCALATED
+    assert "ec2.revoke_ingress is planned on 9 targets but may act on at most 8" in result.reason
+    assert world.called("ec2.revoke_ingress") == [] and world.called("ec2.snapshot_ingress") == []
+
+
 # --- not acting -----------------------------------------------------------------------------
 
 
