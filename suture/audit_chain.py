@@ -32,10 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
+from sqlalchemy.engine import URL, make_url
 
 from suture.errors import ConfigError
 from suture.models import AuditEntry, LoopResult
-from suture.tables import as_utc
+from suture.tables import as_utc, sqlite_file
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,29 @@ def key_mismatch(database: str, chain_key_id: str, key: AuditKey) -> ConfigError
         f"but this process has key id {key.key_id}; use the key the chain was written with "
         "(every process sharing the store needs the same one)"
     )
+
+
+def key_folder(url: str | URL, state_dir: Path | None) -> Path | None:
+    """Where the generated key and the head file live: beside a SQLite file, else the state dir."""
+    database = sqlite_file(url)
+    if database is not None:
+        return database.absolute().parent
+    if make_url(url).get_backend_name() == "sqlite":
+        return None  # in memory: nothing outlives the process
+    # The same default as Settings.state_dir, for callers that pass only a URL.
+    return state_dir or Path(os.environ.get("SUTURE_STATE_DIR") or Path.cwd() / ".suture")
+
+
+def head_file(url: str | URL, folder: Path | None) -> Path | None:
+    """The head file of the database at ``url``, in ``folder`` (created); None without a folder."""
+    if folder is None:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    database = sqlite_file(url)
+    if database is not None:
+        return folder / f"{database.name}.audit-head"
+    where = make_url(url).render_as_string(hide_password=True)
+    return folder / f"audit-head-{hashlib.sha256(where.encode()).hexdigest()[:12]}.json"
 
 
 # --- the head checkpoint -------------------------------------------------------------------

@@ -26,7 +26,6 @@ temporalio; activities wrap it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from datetime import datetime
@@ -48,6 +47,8 @@ from suture.audit_chain import (
     ChainReport,
     canonical_json,
     chain_hash,
+    head_file,
+    key_folder,
     load_audit_key,
     run_seal,
 )
@@ -66,7 +67,6 @@ from suture.tables import (
     entry_of,
     fill_run,
     result_of,
-    sqlite_file,
 )
 
 if TYPE_CHECKING:
@@ -148,10 +148,10 @@ class AuditStore(ChainWriter):
                 written with.
         """
         engine = create_store_engine(url)
-        folder = _key_folder(url, state_dir)
+        folder = key_folder(url, state_dir)
         if key is None:
             key = load_audit_key(os.environ.get(KEY_VARIABLE), folder / KEY_FILE if folder else None)
-        store = cls(engine, key=key, checkpoint=_head_file(url, folder), clock=clock)
+        store = cls(engine, key=key, checkpoint=head_file(url, folder), clock=clock)
         if migrate:
             store.upgrade()
             store.adopt_key()
@@ -422,28 +422,6 @@ class AuditStore(ChainWriter):
                 self._governance_event(session, loop, f"kill switch {scope}", verb, detail, by)
 
         self._write(flip)
-
-
-def _key_folder(url: str | URL, state_dir: Path | None) -> Path | None:
-    """Where the generated key and the head file live: beside a SQLite file, else the state dir."""
-    database = sqlite_file(url)
-    if database is not None:
-        return database.absolute().parent
-    if make_url(url).get_backend_name() == "sqlite":
-        return None  # in memory: nothing outlives the process
-    # The same default as Settings.state_dir, for callers that pass only a URL.
-    return state_dir or Path(os.environ.get("SUTURE_STATE_DIR") or Path.cwd() / ".suture")
-
-
-def _head_file(url: str | URL, folder: Path | None) -> Path | None:
-    if folder is None:
-        return None
-    folder.mkdir(parents=True, exist_ok=True)
-    database = sqlite_file(url)
-    if database is not None:
-        return folder / f"{database.name}.audit-head"
-    where = make_url(url).render_as_string(hide_password=True)
-    return folder / f"audit-head-{hashlib.sha256(where.encode()).hexdigest()[:12]}.json"
 
 
 def _loop_of(workflow_id: str) -> Loop:
