@@ -21,6 +21,8 @@ from temporalio.exceptions import ActivityError
 from workflows.loop import Paused, RemediationLoop
 
 with workflow.unsafe.imports_passed_through():
+    from policies.actions.kubernetes import rollout_history
+    from policies.actions.prometheus import collect_evidence
     from policies.diagnosis import diagnose
     from policies.engine import PolicyQueries, decide, queries_for, target_of
     from policies.models import PolicyQuery, PolicySelection, ReliabilityPolicy
@@ -225,9 +227,7 @@ class ReliabilityLoop(RemediationLoop):
     async def _collect_evidence(self, built: PolicyQueries) -> None:
         queries = [*built.evidence, built.verify]
         try:
-            report = await self.call(
-                "prometheus.collect_evidence", EvidenceRequest(queries=queries), EvidenceReport
-            )
+            report = await self.call(collect_evidence, EvidenceRequest(queries=queries), EvidenceReport)
         except ActivityError as error:
             self.add_evidence(
                 Evidence(
@@ -243,7 +243,7 @@ class ReliabilityLoop(RemediationLoop):
 
     async def _rollout_history(self, target: Target) -> RolloutHistory | None:
         try:
-            return await self.call("k8s.rollout_history", target, RolloutHistory)
+            return await self.call(rollout_history, target, RolloutHistory)
         except ActivityError as error:
             await self.audit("diagnosis_degraded", f"rollout history unavailable: {error.cause or error}")
             return None
