@@ -5,12 +5,18 @@ same ``(workflow_id, seq)`` and the store turns it into a no-op. Claims and
 releases are keyed by workflow id for the same reason: a retry of either finds
 the state it already left and answers as before. The store is synchronous
 SQLAlchemy, so these are sync activities and run on the worker's thread pool.
+
+They are also where a run's metrics are counted and its events logged
+(:mod:`suture.metrics`, :mod:`suture.logs`): only an entry the store took as new
+counts, so neither a retry nor a replayed workflow counts or logs twice.
 """
 
 from __future__ import annotations
 
 from temporalio import activity
 
+from suture import metrics
+from suture.logs import log_run_event
 from suture.models import AuditEntry, ClaimResult, LoopResult, TargetClaim, TargetRelease
 from suture.store import AuditStore
 
@@ -20,11 +26,17 @@ class AuditActivities:
 
     def __init__(self, store: AuditStore) -> None:
         self.store = store
+        metrics.STORE_GAUGES.watch(store)
 
     @activity.defn(name="audit.record")
     def record(self, entry: AuditEntry) -> None:
         if not self.store.record(entry):
             activity.logger.debug("audit entry %s #%d was already recorded", entry.workflow_id, entry.seq)
+            return
+        metrics.observe_entry(entry)
+        if entry.seq == 1:
+            log_run_event("started", entry.workflow_id, entry.loop, entry.subject)
+        log_run_event(entry.step, entry.workflow_id, entry.loop, entry.subject, detail=entry.detail)
 
     @activity.defn(name="audit.claim_target")
     def claim_target(self, claim: TargetClaim) -> ClaimResult:
@@ -40,3 +52,7 @@ class AuditActivities:
     @activity.defn(name="audit.close_run")
     def close_run(self, result: LoopResult) -> None:
         self.store.close_run(result)
+        metrics.observe_close(result)
+        log_run_event(
+            "closed", result.workflow_id, result.loop, result.subject, result.outcome, result.reason
+        )

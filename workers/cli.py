@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import resource
 import signal
 import sys
@@ -70,23 +69,17 @@ Note = Annotated[str, typer.Option(help="Why.")]
 
 @app.callback()
 def _logging() -> None:
-    """Diagnostics go to stderr, so ``--json`` output on stdout stays parseable."""
-    from temporalio.runtime import (
-        LogForwardingConfig,
-        LoggingConfig,
-        Runtime,
-        TelemetryConfig,
-        TelemetryFilter,
-    )
+    """Diagnostics go to stderr, so ``--json`` output on stdout stays parseable.
 
-    logging.basicConfig(
-        stream=sys.stderr, level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
-    core = LoggingConfig(
-        filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
-        forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
-    )
-    Runtime.set_default(Runtime(telemetry=TelemetryConfig(logging=core)), error_if_already_set=False)
+    ``SUTURE_LOG_FORMAT=json`` makes every line one JSON object (see :mod:`suture.logs`).
+    """
+    from temporalio.runtime import Runtime
+
+    from suture.logs import configure_logging, log_format
+    from workers.temporal_client import temporal_runtime
+
+    configure_logging(_run(log_format))
+    Runtime.set_default(temporal_runtime(), error_if_already_set=False)
 
 
 def _run(work: Callable[[], Any]) -> Any:

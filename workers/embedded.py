@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from temporalio.client import Client
 
     from suture.store import AuditStore
+    from workers.metrics import MetricsServer
 
 LOOPBACK = "127.0.0.1"
 
@@ -61,6 +62,8 @@ class EmbeddedStack:
         ui_port: Temporal UI port; None runs the dev server headless.
         task_queue: the queue the embedded worker polls.
         temporal_port, ingress_port: fixed ports (``suture up``); free ones when omitted.
+        metrics_port: where the worker's ``/metrics`` listens (run metrics and the Temporal
+            SDK's, see :mod:`workers.metrics`); a free one when omitted, none when 0.
         overrides: clients for the worker other than the settings'.
 
     Use it as ``async with EmbeddedStack(...) as stack:``, or call :meth:`start` and :meth:`stop`.
@@ -75,6 +78,7 @@ class EmbeddedStack:
         task_queue: str = "suture",
         temporal_port: int | None = None,
         ingress_port: int | None = None,
+        metrics_port: int | None = None,
         overrides: ClientOverrides | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
@@ -86,6 +90,8 @@ class EmbeddedStack:
             self.state_dir / "temporal", port=temporal_port, ui_port=ui_port, headless=ui_port is None
         )
         self.ingress_port = ingress_port or free_port()
+        self.metrics_port = free_port() if metrics_port is None else metrics_port
+        self.metrics: MetricsServer | None = None
         self.client: Client
         self.store: AuditStore
         """The audit store the worker writes to (set by :meth:`start`)."""
@@ -106,6 +112,11 @@ class EmbeddedStack:
         return f"http://{LOOPBACK}:{self.ingress_port}"
 
     @property
+    def metrics_url(self) -> str | None:
+        """The worker's metrics endpoint; None when it is off."""
+        return f"http://{LOOPBACK}:{self.metrics_port}/metrics" if self.metrics_port else None
+
+    @property
     def policy_dirs(self) -> list[Path]:
         return list(self.overrides.policy_dirs or self.settings.policy_dirs)
 
@@ -121,6 +132,7 @@ class EmbeddedStack:
             *shown,
             ("Temporal", f"{self.temporal_address} (export TEMPORAL_ADDRESS={self.temporal_address})"),
             ("ingress", f"{self.ingress_url}  (bearer token: SUTURE_WEBHOOK_TOKEN)"),
+            *([("worker metrics", self.metrics_url)] if self.metrics_url else []),
             (
                 "briefings",
                 self.escalation_webhook or "logged here at WARNING (SUTURE_ESCALATION_WEBHOOK unset)",
@@ -138,12 +150,14 @@ class EmbeddedStack:
         return self
 
     async def _start(self) -> None:
-        from workers.temporal_client import connect
+        from workers.temporal_client import connect, temporal_runtime
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.on_stop(lambda: asyncio.to_thread(self.dev.stop))
         await asyncio.to_thread(self.dev.start)
-        self.client = await connect(self.dev.address)
+        sdk_address = f"{LOOPBACK}:{free_port()}" if self.metrics_port else None
+        self.client = await connect(self.dev.address, runtime=temporal_runtime(sdk_address))
+        self._start_metrics(sdk_address)
         await self.before_worker()
         await self._start_worker()
         await self._start_ingress()
@@ -154,6 +168,14 @@ class EmbeddedStack:
         An extension starts its servers here, registers their stops with
         :meth:`on_stop`, and sets :attr:`overrides` to point the worker at them.
         """
+
+    def _start_metrics(self, sdk_address: str | None) -> None:
+        from workers.metrics import MetricsServer
+
+        if self.metrics_port:
+            self.metrics = server = MetricsServer(LOOPBACK, self.metrics_port, sdk_address)
+            self.on_stop(lambda: asyncio.to_thread(server.stop))
+            server.start()
 
     def on_stop(self, stop: Stop) -> None:
         """Run ``stop`` when the stack stops, before the stops registered earlier."""

@@ -22,14 +22,35 @@ Say = Callable[[str], Any]
 
 
 async def run_worker(settings: Settings, say: Say) -> None:
-    from workers.temporal_client import connect_settings
+    from workers.devserver import free_port
+    from workers.metrics import MetricsServer, metrics_port
+    from workers.temporal_client import connect_settings, temporal_runtime
     from workers.worker import build_worker
 
-    client = await connect_settings(settings)
+    port = metrics_port()
+    sdk_address = f"127.0.0.1:{free_port()}" if port else None
+    client = await connect_settings(settings, runtime=temporal_runtime(sdk_address))
     worker = build_worker(client, settings.task_queue, activity_providers(settings))
+    show_run_events()
     say(f"worker polling task queue {settings.task_queue!r} on {settings.temporal_address}")
-    async with worker:
-        await _until_stopped()
+    server = MetricsServer("0.0.0.0", port, sdk_address) if port else None
+    if server is not None:
+        say(f"worker metrics on {server.start()}")
+    try:
+        async with worker:
+            await _until_stopped()
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def show_run_events() -> None:
+    """Log one line per run event (:mod:`suture.logs`): the worker processes want them."""
+    import logging
+
+    from suture.logs import RUN_EVENTS
+
+    RUN_EVENTS.setLevel(logging.INFO)
 
 
 async def run_ingress(
@@ -65,6 +86,7 @@ async def run_ingress(
 async def run_up(settings: Settings, *, sandbox: bool, ui_port: int, say: Say) -> None:
     """The embedded stack; with ``sandbox`` the drill estate too (which needs the sandbox extra)."""
     from workers.embedded import EmbeddedStack
+    from workers.metrics import metrics_port
 
     state_dir = settings.state_dir / "embedded"
     temporal_port = int(settings.temporal_address.rsplit(":", 1)[1])
@@ -79,6 +101,7 @@ async def run_up(settings: Settings, *, sandbox: bool, ui_port: int, say: Say) -
             temporal_port=temporal_port,
             ingress_port=settings.ingress_port,
         )
+        stack.metrics_port = metrics_port()
     else:
         stack = EmbeddedStack(
             state_dir,
@@ -86,7 +109,9 @@ async def run_up(settings: Settings, *, sandbox: bool, ui_port: int, say: Say) -
             ui_port=ui_port,
             temporal_port=temporal_port,
             ingress_port=settings.ingress_port,
+            metrics_port=metrics_port(),
         )
+    show_run_events()
     async with stack:
         for component, address in stack.addresses():
             say(f"{component:<16} {address}")

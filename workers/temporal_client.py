@@ -3,12 +3,16 @@
 Workflow and activity inputs are pydantic models (see :mod:`suture.models`); a
 client without the pydantic data converter would write histories a worker cannot
 read. :class:`LazyClient` connects lazily and once, which lets the ingress
-start, and answer 503, while Temporal is still down.
+start, and answer 503, while Temporal is still down. :func:`temporal_runtime`
+is the SDK runtime every process uses: its core logs go through Python logging,
+and the worker's also serves the SDK's metrics (a runtime is fixed when a client
+connects with it, so it is built first).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -16,6 +20,14 @@ from typing import Protocol
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
+    PrometheusConfig,
+    Runtime,
+    TelemetryConfig,
+    TelemetryFilter,
+)
 from temporalio.service import RetryConfig, TLSConfig
 
 from suture.errors import ConfigError, SutureError
@@ -23,6 +35,28 @@ from suture.errors import ConfigError, SutureError
 
 class TemporalUnavailable(SutureError):
     """Temporal could not be reached; the request may be retried later."""
+
+
+def temporal_runtime(metrics_address: str | None = None) -> Runtime:
+    """An SDK runtime whose core logs warnings through ``temporalio.core``.
+
+    Args:
+        metrics_address: ``host:port`` where the SDK's Prometheus exporter listens; None for none.
+            Names follow Prometheus conventions (``_total``, ``_seconds``).
+    """
+    core = LoggingConfig(
+        filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+        forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
+    )
+    metrics = None
+    if metrics_address is not None:
+        metrics = PrometheusConfig(
+            bind_address=metrics_address,
+            counters_total_suffix=True,
+            unit_suffix=True,
+            durations_as_seconds=True,
+        )
+    return Runtime(telemetry=TelemetryConfig(logging=core, metrics=metrics))
 
 
 async def connect(
@@ -38,11 +72,12 @@ async def connect(
     retry_config: RetryConfig | None = None,
     connect_timeout: timedelta | None = None,
     lazy: bool = False,
+    runtime: Runtime | None = None,
 ) -> Client:
     """Connect a client that carries suture's pydantic models.
 
     TLS is on when ``tls`` is true or any of the TLS files is given; ``tls_cert``
-    and ``tls_key`` together enable mTLS.
+    and ``tls_key`` together enable mTLS. ``runtime`` is the default one when omitted.
 
     Raises:
         ConfigError: only one of ``tls_cert`` and ``tls_key`` is given, or a file is unreadable.
@@ -58,6 +93,7 @@ async def connect(
             retry_config=retry_config,
             connect_timeout=connect_timeout,
             lazy=lazy,
+            runtime=runtime,
         )
     except RuntimeError as error:
         raise TemporalUnavailable(f"cannot reach Temporal at {address}: {error}") from error
@@ -107,7 +143,11 @@ class TemporalSettings(Protocol):
 
 
 async def connect_settings(
-    settings: TemporalSettings, *, retry_config: RetryConfig | None = None, lazy: bool = False
+    settings: TemporalSettings,
+    *,
+    retry_config: RetryConfig | None = None,
+    lazy: bool = False,
+    runtime: Runtime | None = None,
 ) -> Client:
     """:func:`connect` with the address, namespace and TLS files of ``settings``.
 
@@ -123,6 +163,7 @@ async def connect_settings(
         tls_ca=settings.temporal_tls_ca,
         retry_config=retry_config,
         lazy=lazy,
+        runtime=runtime,
     )
 
 
