@@ -59,14 +59,14 @@ class Escalation:
         try:
             response = await self.client.post(
                 self.webhook_url,
-                json=briefing.model_dump(mode="json"),
+                json=briefing.model_dump(mode="json", exclude={"channels", "routes"}),
                 headers={"Idempotency-Key": briefing.workflow_id},
             )
         except httpx.TransportError as error:
             raise EscalationUnavailable.failure(
                 f"escalation webhook unreachable: {type(error).__name__}: {error}"
             ) from error
-        _raise_for_answer(response)
+        raise_for_answer(response, "escalation webhook")
 
 
 def briefing_text(briefing: Briefing) -> str:
@@ -77,8 +77,20 @@ def briefing_text(briefing: Briefing) -> str:
         f"  subject: {briefing.subject}",
         f"  impact: {briefing.impact}",
         f"  scope: {briefing.scope}",
-        f"  why suture stopped: {briefing.reason}",
     ]
+    optional = {
+        "service": briefing.service,
+        "users affected": briefing.users_affected,
+        "severity": briefing.severity,
+        "evidence age": "" if briefing.evidence_age_s is None else f"{briefing.evidence_age_s:.0f}s",
+        "automation": briefing.automation,
+        "confidence": _confidence_line(briefing),
+        "tier": "" if briefing.tier is None else str(briefing.tier),
+        "approvers": ", ".join(briefing.approvers),
+        "answer before": briefing.deadline.isoformat(timespec="seconds") if briefing.deadline else "",
+    }
+    lines += [f"  {label}: {value}" for label, value in optional.items() if value]
+    lines.append(f"  why suture stopped: {briefing.reason}")
     sections = {
         "evidence": [_evidence_line(item) for item in briefing.evidence],
         "recent changes": briefing.recent_changes,
@@ -86,10 +98,26 @@ def briefing_text(briefing: Briefing) -> str:
         "actions taken": [_action_line(action) for action in briefing.actions_taken],
         "dependents": briefing.dependents,
     }
+    if briefing.next_steps:
+        sections["next steps"] = briefing.next_steps
+    if briefing.commands is not None:
+        commands = briefing.commands
+        sections["commands"] = [
+            c for c in (commands.approve, commands.reject, commands.undo, commands.status) if c
+        ]
     for heading, items in sections.items():
         lines.append(f"  {heading}:" + ("" if items else " none"))
         lines += [f"    - {item}" for item in items]
     return "\n".join(lines)
+
+
+def _confidence_line(briefing: Briefing) -> str:
+    if briefing.confidence is None:
+        return ""
+    confidence = briefing.confidence
+    required = f" (needs {confidence.required:.2f})" if confidence.required is not None else ""
+    lowered = f"; lowered by {'; '.join(confidence.lowered_by)}" if confidence.lowered_by else ""
+    return f"{confidence.value:.2f}{required}{lowered}"
 
 
 def _evidence_line(evidence: Evidence) -> str:
@@ -104,19 +132,20 @@ def _action_line(action: ActionRecord) -> str:
     return f"{action.type} on {action.target} ({action.mode.value}{state}){detail}"
 
 
-def _raise_for_answer(response: httpx.Response) -> None:
+def raise_for_answer(response: httpx.Response, receiver: str) -> None:
+    """Return on 2xx; raise a retryable failure on 5xx/408/429, a non-retryable one otherwise."""
     status = response.status_code
     if 200 <= status < 300:
         return
     reply = response.text[:_REPLY_EXCERPT]
     if status >= 500 or status in TRANSIENT_STATUSES:
         raise EscalationUnavailable.failure(
-            f"escalation webhook answered {status}; will retry: {reply}",
+            f"{receiver} answered {status}; will retry: {reply}",
             next_retry_delay=_retry_after(response),
         )
     raise EscalationRefused.failure(
-        f"escalation webhook refused the briefing with {status}: {reply} "
-        "(check SUTURE_ESCALATION_WEBHOOK and what the receiver expects)"
+        f"{receiver} refused the briefing with {status}: {reply} "
+        "(check its URL or routing key and what the receiver expects)"
     )
 
 

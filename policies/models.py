@@ -23,7 +23,7 @@ from pydantic import (
 from policies.durations import Seconds
 from policies.queries import check_template
 from policies.resource import ResourcePolicy
-from policies.schema import ActionStep, Approval, PolicyModel, Risk
+from policies.schema import ActionStep, Approval, Notify, PolicyModel, Risk, check_tier_channels
 from policies.security_policy import SecurityPolicy
 from suture.models import HealthCheck, Loop, Mode
 
@@ -105,6 +105,7 @@ class ReliabilityPolicy(PolicyModel):
     actions: list[ActionStep] = Field(min_length=1)
     verify: Verification
     approval: Approval | None = None
+    notify: Notify | None = None
     cooldown: Seconds = 1800.0
     acknowledge: list[Risk] = []
     version: str = ""
@@ -120,6 +121,7 @@ class ReliabilityPolicy(PolicyModel):
     def _supervised_needs_approvers(self) -> ReliabilityPolicy:
         if self.mode == Mode.SUPERVISED and self.approval is None:
             raise ValueError("mode 'supervised' needs an 'approval' block with approvers")
+        check_tier_channels(self.approval, self.notify)
         return self
 
 

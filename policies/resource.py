@@ -23,7 +23,7 @@ from pydantic import Field, model_validator
 
 from policies.durations import Seconds
 from policies.prices import PriceTable
-from policies.schema import ActionStep, Approval, PolicyModel
+from policies.schema import ActionStep, Approval, Notify, PolicyModel, check_tier_channels
 from suture.fleet import (
     ENV_TAG,
     Finding,
@@ -115,6 +115,7 @@ class ResourcePolicy(PolicyModel):
     """Values of the env tag that mean production."""
     verify: ResourceVerification = ResourceVerification()
     approval: Approval | None = None
+    notify: Notify | None = None
     cooldown: Seconds = 86400.0
     version: str = ""
 
@@ -122,6 +123,7 @@ class ResourcePolicy(PolicyModel):
     def _supervised_needs_approvers(self) -> ResourcePolicy:
         if self.mode == Mode.SUPERVISED and self.approval is None:
             raise ValueError("mode 'supervised' needs an 'approval' block with approvers")
+        check_tier_channels(self.approval, self.notify)
         return self
 
 

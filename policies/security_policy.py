@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from policies.durations import Seconds
-from policies.schema import ActionStep, Approval, PolicyModel, Risk
+from policies.schema import ActionStep, Approval, Notify, PolicyModel, Risk, check_tier_channels
 from policies.scope import SignalType, index_actions
 from suture.models import Loop, Mode
 
@@ -161,6 +161,7 @@ class SecurityPolicy(PolicyModel):
     actions: list[ActionStep] = []
     verify: ContainmentVerification = ContainmentVerification()
     approval: Approval | None = None
+    notify: Notify | None = None
     cooldown: Seconds = 600.0
     acknowledge: list[Risk] = []
     version: str = ""
@@ -180,6 +181,7 @@ class SecurityPolicy(PolicyModel):
     def _supervised_needs_approvers(self) -> SecurityPolicy:
         if Mode.SUPERVISED in (self.mode, self.mode_for(self.risk.ignore_below)) and self.approval is None:
             raise ValueError("a policy that can be supervised needs an 'approval' block with approvers")
+        check_tier_channels(self.approval, self.notify)
         return self
 
     def mode_for(self, risk: float) -> Mode:

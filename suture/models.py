@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from suture.people import PersonName
+
 MAX_NAME = 64
 """Longest person name accepted in a signal, an update or a CLI ``--as``."""
 MAX_NOTE = 2000
@@ -107,7 +109,7 @@ class ReliabilityLoopInput(Contract):
 class ApprovalDecision(Contract):
     """Payload of the ``approve`` and ``reject`` signals."""
 
-    approver: str = Field(min_length=1, max_length=MAX_NAME)
+    approver: PersonName
     note: str = Field(default="", max_length=MAX_NOTE)
 
 
@@ -125,7 +127,7 @@ class ApprovalRequest(Contract):
     """Argument of the ``decide`` update: an approval or rejection answered at once."""
 
     answer: ApprovalAnswer
-    approver: str = Field(min_length=1, max_length=MAX_NAME)
+    approver: PersonName
     note: str = Field(default="", max_length=MAX_NOTE)
 
     def decision(self) -> ApprovalDecision:
@@ -288,8 +290,64 @@ class TargetRelease(Contract):
     acted: bool
 
 
+class ChannelKind(StrEnum):
+    """Where a briefing can be sent."""
+
+    SLACK = "slack"
+    """A Slack incoming webhook: a Block Kit message."""
+    PAGERDUTY = "pagerduty"
+    """PagerDuty Events API v2: trigger on escalation, resolve when the run resolves."""
+    WEBHOOK = "webhook"
+    """Any receiver: the briefing as JSON."""
+
+
+class Channel(Contract):
+    """One escalation channel of a policy's ``notify:`` block.
+
+    Secrets stay out of policy files: ``url_env`` and ``routing_key_env`` name the
+    environment variables of the worker that hold them; ``url`` and
+    ``routing_key`` may be given directly for a local receiver.
+    """
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    kind: ChannelKind
+    url: str = ""
+    url_env: str = ""
+    routing_key: str = ""
+    routing_key_env: str = ""
+
+
+class ChannelRoute(Contract):
+    """Send to ``channels`` (in order, each a fallback of the one before) when the labels match."""
+
+    labels: dict[str, str] = Field(min_length=1)
+    """e.g. ``{team: payments}`` or ``{owner: alice}``: every key must equal the alert's."""
+    channels: list[str] = Field(min_length=1)
+
+
+class Confidence(Contract):
+    """How sure suture was, and what lowered it."""
+
+    value: float
+    required: float | None = None
+    lowered_by: list[str] = []
+
+
+class Commands(Contract):
+    """The exact commands a human runs to answer a run."""
+
+    approve: str = ""
+    reject: str = ""
+    undo: str = ""
+    status: str = ""
+
+
 class Briefing(Contract):
-    """What a human needs to take over: impact, scope, evidence, what automation did and why it stopped."""
+    """What a human needs to take over: impact, scope, evidence, what automation did and why it stopped.
+
+    Fields after ``dependents`` were added later; all are optional so that
+    briefings recorded in older histories still decode.
+    """
 
     workflow_id: str
     loop: Loop
@@ -303,6 +361,52 @@ class Briefing(Contract):
     would_have_done: list[str] = []
     actions_taken: list[ActionRecord] = []
     dependents: list[str] = []
+    service: str = ""
+    """The affected service (``namespace/name`` or the AWS resource)."""
+    users_affected: str = ""
+    """Who notices, when known (e.g. from the alert's ``users`` annotation)."""
+    severity: str = ""
+    """``critical``, ``error``, ``warning`` or ``info`` (PagerDuty's scale); from the alert."""
+    labels: dict[str, str] = {}
+    """The signal's labels: routing reads ``team`` and ``owner`` here."""
+    evidence_age_s: float | None = None
+    """Age of the newest evidence when the briefing was written (its freshness)."""
+    automation: str = ""
+    """What automation did, or would have done, in one sentence."""
+    confidence: Confidence | None = None
+    next_steps: list[str] = []
+    commands: Commands | None = None
+    tier: int | None = None
+    """For an approval request: the escalation tier now asked (1 is the first)."""
+    approvers: list[str] = []
+    deadline: datetime | None = None
+    """For an approval request: when the current tier's wait ends."""
+    written_at: datetime | None = None
+    channels: list[Channel] = []
+    """Where to send it, in order: each channel is the fallback of the one before."""
+    routes: list[ChannelRoute] = []
+
+
+class ChannelEvent(StrEnum):
+    TRIGGER = "trigger"
+    """A human is needed: page, post the briefing."""
+    RESOLVE = "resolve"
+    """The run that paged resolved: close the page."""
+
+
+class ChannelDelivery(Contract):
+    """Argument of ``notify.send``: one briefing to one channel."""
+
+    channel: Channel
+    briefing: Briefing
+    event: ChannelEvent = ChannelEvent.TRIGGER
+
+
+class ChannelReceipt(Contract):
+    channel: str
+    kind: ChannelKind
+    status: int
+    detail: str = ""
 
 
 class Timeline(Contract):
@@ -349,6 +453,15 @@ class LoopStatus(Contract):
     ignored_approvers: list[str]
     approvers: list[str] = []
     """Who may answer this run's approval (from its pinned policy)."""
+    subject: str = ""
+    proposed_actions: list[str] = []
+    """What the run will do once approved: ``type on target``."""
+    tier: int | None = None
+    """The escalation tier now waiting (1 is the first); None without tiers."""
+    tiers: int | None = None
+    deadline: datetime | None = None
+    """When the current wait for approval ends."""
+    tier_history: list[str] = []
 
 
 class UndoRequest(Contract):
@@ -359,7 +472,7 @@ class UndoRequest(Contract):
     """
 
     run_workflow_id: str = Field(min_length=1, max_length=1000)
-    requested_by: str = Field(min_length=1, max_length=MAX_NAME)
+    requested_by: PersonName
     note: str = Field(default="", max_length=MAX_NOTE)
 
 

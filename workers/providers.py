@@ -42,6 +42,7 @@ def activity_providers(
         ConfigError: no Kubernetes configuration could be loaded.
     """
     from activities.audit import AuditActivities
+    from activities.channels import ChannelSender
     from activities.governance import Governance
     from activities.kubernetes import KubernetesActions
     from activities.notify import Escalation
@@ -57,6 +58,7 @@ def activity_providers(
         AuditActivities(store),
         Governance(store),
         Escalation(settings.escalation_webhook),
+        ChannelSender(),
         PrometheusProbe(connect(settings.prometheus_url)),
         KubernetesActions(kube_api),
     ]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from policies.actions import action_spec, activity_declaration, over_the_cap
     from policies.actions.prometheus import check_health
     from policies.models import Approval
+    from policies.schema import Final, Notify, Tier
     from suture import search_attributes as sa
     from suture.errors import NON_RETRYABLE
     from suture.models import (
@@ -39,6 +40,11 @@ with workflow.unsafe.imports_passed_through():
         ApprovalRequest,
         AuditEntry,
         Briefing,
+        ChannelDelivery,
+        ChannelEvent,
+        ChannelKind,
+        ChannelReceipt,
+        Commands,
         Evidence,
         HealthCheck,
         HealthReport,
@@ -69,6 +75,13 @@ ACTION = RetryPolicy(
 VERIFY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_attempts=3, non_retryable_error_types=NON_RETRYABLE
 )
+NOTIFY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=3,
+    non_retryable_error_types=NON_RETRYABLE,
+)
+"""A channel gets a few tries; then the next channel of the policy is tried."""
 MAX_EVIDENCE = 200
 MAX_IGNORED_SIGNALS = 50
 """Malformed signals kept for the audit trail; a flood beyond this is counted, not kept."""
@@ -127,6 +140,13 @@ class RemediationLoop:
         self.approver: str | None = None
         self.signal_cleared = False
         self._audit_seq = 0
+        self.notify: Notify | None = None
+        self.tier: int | None = None
+        self.tier_approvers: list[str] | None = None
+        self.deadline: datetime | None = None
+        self.tier_history: list[str] = []
+        self.proposed: list[str] = []
+        self.paged: list[ChannelDelivery] = []
 
     # --- signals and queries ----------------------------------------------------
 
@@ -180,8 +200,22 @@ class RemediationLoop:
             evidence=self.evidence[-20:],
             pending_approval=self.step == Step.AWAITING_APPROVAL,
             ignored_approvers=self.ignored_approvers,
-            approvers=self.approval_policy.approvers if self.approval_policy else [],
+            approvers=self._allowed(),
+            subject=self.subject,
+            proposed_actions=self.proposed,
+            tier=self.tier,
+            tiers=len(self.approval_policy.tiers)
+            if self.approval_policy and self.approval_policy.tiers
+            else None,
+            deadline=self.deadline,
+            tier_history=self.tier_history,
         )
+
+    def _allowed(self) -> list[str]:
+        """Who may answer now: the tiers reached so far, or the policy's approvers."""
+        if self.tier_approvers is not None:
+            return self.tier_approvers
+        return self.approval_policy.approvers if self.approval_policy else []
 
     def _refusal(self, approver: str) -> str | None:
         """Why ``approver`` may not answer now, or None when they may."""
@@ -189,7 +223,7 @@ class RemediationLoop:
             return f"the run has already been answered by {self.decision[1].approver}"
         if self.step != Step.AWAITING_APPROVAL:
             return f"the run is not waiting for approval (it is at step {self.step!r})"
-        allowed = self.approval_policy.approvers if self.approval_policy else []
+        allowed = self._allowed()
         if approver not in allowed:
             return (
                 f"{approver!r} is not an approver of this run (its policy {self.policy_name!r} "
@@ -198,7 +232,7 @@ class RemediationLoop:
         return None
 
     def _receive_decision(self, answer: ApprovalAnswer, decision: ApprovalDecision) -> None:
-        allowed = self.approval_policy.approvers if self.approval_policy else []
+        allowed = self._allowed()
         if self.step != Step.AWAITING_APPROVAL or decision.approver not in allowed:
             self.ignored_approvers.append(decision.approver)
             return
@@ -231,6 +265,7 @@ class RemediationLoop:
         self.policy_name, self.policy_version = policy.name, policy.version
         approval = getattr(policy, "approval", None)
         self.pinned_approvers = list(approval.approvers) if approval is not None else []
+        self.notify = getattr(policy, "notify", None)
 
     def add_evidence(self, item: Evidence) -> None:
         self.evidence.append(item)
@@ -278,6 +313,11 @@ class RemediationLoop:
         await self._audit_ignored_signals()
         await self._record(step, detail, evidence, actor)
 
+    async def _note(self, entry_step: str, detail: str) -> None:
+        """Audit a side note (a channel sent or failed) without moving the run's step."""
+        await self._audit_ignored_signals()
+        await self._record(self.step, detail, None, "suture", entry_step)
+
     async def _audit_ignored_signals(self) -> None:
         """Write the malformed signals received since the last audit entry to the trail."""
         while self.ignored_signals:
@@ -298,6 +338,7 @@ class RemediationLoop:
         self.step = step
         step = entry_step or step
         self._audit_seq += 1
+        workflow.set_current_details(self._current_details(detail))
         entry = AuditEntry(
             workflow_id=workflow.info().workflow_id,
             seq=self._audit_seq,
@@ -311,6 +352,18 @@ class RemediationLoop:
         )
         await self.call_void("audit.record", entry)
 
+    def _current_details(self, detail: str) -> str:
+        """What the Temporal UI shows as this run's current details (Markdown)."""
+        lines = [f"**{self.loop.value} loop** on `{self.subject or '-'}`", f"step: **{self.step}**"]
+        if self.policy_name:
+            lines.append(f"policy: {self.policy_name} ({self.mode or '-'})")
+        if self.step == Step.AWAITING_APPROVAL:
+            lines.append(f"approvers: {', '.join(self._allowed()) or '-'}")
+            if self.deadline is not None:
+                lines.append(f"deadline: {self.deadline.isoformat(timespec='seconds')}")
+        lines.append(f"last: {detail[:300]}")
+        return "  \n".join(lines)
+
     def index(self, outcome: str | None = None) -> None:
         """Update the search attributes, when the run was started with suture's."""
         if workflow.info().typed_search_attributes.get(sa.SUTURE_LOOP) is None:
@@ -323,17 +376,34 @@ class RemediationLoop:
         if updates:
             workflow.upsert_search_attributes(updates)
 
-    async def await_approval(self, approval: Approval) -> ApprovalAnswer:
+    async def await_approval(
+        self, approval: Approval, actions: list[PlannedAction] | None = None
+    ) -> ApprovalAnswer:
         """Wait for ``approve``/``reject`` from a listed approver.
 
         Returns how the wait ended: approved, rejected, timed out, or cleared (the
         signal that started the run went away before anyone answered). Malformed
         signals received meanwhile are audited as they come, not after the wait.
+
+        With tiers, the wait goes tier by tier, each audited and announced on its
+        channel; when the last one times out the policy's ``final`` applies, and
+        ``act_if_reversible`` approves on suture's own authority only ``actions``
+        that have a declared undo and stay within their ``max_targets``.
         """
         self.approval_policy = approval
-        await self.audit(Step.AWAITING_APPROVAL, f"approvers: {', '.join(approval.approvers)}")
+        self.proposed = [f"{action.type} on {action.target}" for action in actions or []]
+        if approval.tiers:
+            answer = await self._await_tiers(approval, actions or [])
+        else:
+            await self.audit(Step.AWAITING_APPROVAL, f"approvers: {', '.join(approval.approvers)}")
+            self.deadline = workflow.now() + timedelta(seconds=approval.timeout)
+            answer = await self._wait_for_answer(self.deadline)
+        if self.decision is not None and answer in (ApprovalAnswer.APPROVE, ApprovalAnswer.REJECT):
+            return await self._record_answer()
+        return answer
+
+    async def _wait_for_answer(self, deadline: datetime) -> ApprovalAnswer:
         self.index(sa.PENDING_APPROVAL)
-        deadline = workflow.now() + timedelta(seconds=approval.timeout)
         try:
             while True:
                 await workflow.wait_condition(
@@ -349,13 +419,104 @@ class RemediationLoop:
             self.index(sa.IN_PROGRESS)
             for name in self.ignored_approvers:
                 await self.audit("approval_ignored", f"{name} is not an approver of this policy", actor=name)
+            if self.tier is not None:  # audited once per tier, not again at the next
+                self.ignored_approvers.clear()
         if self.decision is None:
             return ApprovalAnswer.CLEARED
+        return self.decision[0]
+
+    async def _record_answer(self) -> ApprovalAnswer:
+        assert self.decision is not None
         answer, decision = self.decision
         self.human_touched, self.approver = True, decision.approver
         self.timeline.approved = workflow.now()
         await self.audit(f"{answer}d", decision.note or str(answer), actor=decision.approver)
         return answer
+
+    async def _await_tiers(self, approval: Approval, actions: list[PlannedAction]) -> ApprovalAnswer:
+        allowed: list[str] = []
+        for number, tier in enumerate(approval.tiers, start=1):
+            allowed += [name for name in tier.approvers if name not in allowed]
+            self.tier, self.tier_approvers = number, list(allowed)
+            self.deadline = workflow.now() + timedelta(seconds=tier.timeout)
+            entry = (
+                f"tier {number}/{len(approval.tiers)}: {', '.join(tier.approvers)} asked until "
+                f"{self.deadline.isoformat(timespec='seconds')}"
+                + (f" on {tier.channel}" if tier.channel else "")
+            )
+            self.tier_history.append(entry)
+            await self.audit(Step.AWAITING_APPROVAL, entry)
+            await self._announce_tier(tier, number)
+            answer = await self._wait_for_answer(self.deadline)
+            if answer != ApprovalAnswer.TIMEOUT:
+                return answer
+            self.tier_history.append(f"tier {number} timed out")
+            await self.audit("tier_timed_out", f"nobody of tier {number} answered within {tier.timeout:.0f}s")
+        return await self._final_fallback(approval, actions)
+
+    async def _final_fallback(self, approval: Approval, actions: list[PlannedAction]) -> ApprovalAnswer:
+        if approval.final != Final.ACT_IF_REVERSIBLE:
+            self.tier_history.append("every tier timed out: handing over (final: abort)")
+            await self.audit("final_fallback", "every tier timed out; final is abort: nothing is done")
+            return ApprovalAnswer.TIMEOUT
+        refusal = over_the_cap(actions) if actions else "no action was proposed"
+        if refusal is None:
+            missing = [action.type for action in actions if action_spec(action.type).undo is None]
+            refusal = f"{', '.join(missing)} declare no undo" if missing else None
+        if refusal is not None:
+            self.tier_history.append(f"every tier timed out; not acting: {refusal}")
+            await self.audit("final_fallback", f"every tier timed out; not acting on my own: {refusal}")
+            return ApprovalAnswer.TIMEOUT
+        self.tier_history.append("every tier timed out: acting, the action is reversible and small")
+        await self.audit(
+            "final_fallback",
+            "every tier timed out; final is act_if_reversible and every action has its undo "
+            "within its max_targets: acting on suture's own authority",
+        )
+        return ApprovalAnswer.APPROVE
+
+    async def _announce_tier(self, tier: Tier, number: int) -> None:
+        """Send the approval request of a tier to its channel (falling back to the policy's others)."""
+        if tier.channel is None or self.notify is None:
+            return
+        first = self.notify.channel(tier.channel)
+        assert first is not None  # the policy's validator checked it
+        chain = [first, *(channel for channel in self.notify.channels if channel.name != first.name)]
+        briefing = Briefing(
+            workflow_id=workflow.info().workflow_id,
+            loop=self.loop,
+            title=f"{self.subject}: suture asks tier {number} to approve",
+            subject=self.subject,
+            impact="waiting for a human decision before acting",
+            scope=self.subject,
+            reason=f"policy {self.policy_name} is supervised; tier {number} may answer",
+            evidence=self.evidence[-10:],
+            would_have_done=self.proposed,
+            tier=number,
+            approvers=list(self._allowed()),
+            deadline=self.deadline,
+        )
+        self._complete(briefing)
+        await self._deliver(briefing, chain)
+
+    async def _deliver(self, briefing: Briefing, chain: list[Any]) -> bool:
+        """Send through ``chain`` until one channel takes it; each fallback is audited."""
+        for index, channel in enumerate(chain):
+            delivery = ChannelDelivery(channel=channel, briefing=briefing, event=ChannelEvent.TRIGGER)
+            try:
+                await self.call("notify.send", delivery, ChannelReceipt, NOTIFY)
+            except ActivityError as error:
+                following = chain[index + 1].name if index + 1 < len(chain) else None
+                then = f"falling back to {following}" if following else "no channel left"
+                await self._note(
+                    "notify_fallback", f"channel {channel.name} failed ({error.cause or error}); {then}"
+                )
+                continue
+            if channel.kind == ChannelKind.PAGERDUTY:
+                self.paged.append(delivery)
+            await self._note("notified", f"briefing sent to {channel.name} ({channel.kind.value})")
+            return True
+        return False
 
     async def act(self, actions: list[PlannedAction]) -> str | Paused | None:
         """Run actions in order as a saga.
@@ -446,10 +607,45 @@ class RemediationLoop:
         return report
 
     async def escalate(self, briefing: Briefing) -> None:
-        await self.call_void("notify.escalate", briefing)
+        """Hand the briefing to a human: the policy's channels in order, else the default webhook."""
+        self._complete(briefing)
+        routed = self._channels(briefing)
+        if routed:
+            delivered = await self._deliver(briefing, routed)
+            if not delivered:
+                await self.call_void("notify.escalate", briefing)
+        else:
+            await self.call_void("notify.escalate", briefing)
         await self.audit("escalated", briefing.reason)
 
+    def _channels(self, briefing: Briefing) -> list[Any]:
+        return self.notify.route(briefing.labels) if self.notify is not None else []
+
+    def _complete(self, briefing: Briefing) -> None:
+        """Fill what every briefing carries: when, how fresh, the commands, the next steps."""
+        run = workflow.info().workflow_id
+        now = workflow.now()
+        briefing.written_at = now
+        briefing.service = briefing.service or self.subject
+        stamps = [item.at for item in briefing.evidence]
+        if stamps and briefing.evidence_age_s is None:
+            briefing.evidence_age_s = max((now - max(stamps)).total_seconds(), 0.0)
+        who = (briefing.approvers or self._allowed() or self.pinned_approvers or ["NAME"])[0]
+        waiting = self.step == Step.AWAITING_APPROVAL or briefing.tier is not None
+        briefing.commands = Commands(
+            approve=f"suture approve {run} --as {who}" if waiting else "",
+            reject=f"suture reject {run} --as {who}" if waiting else "",
+            undo=f"suture undo {run} --as {who}" if self.saga or self.actions else "",
+            status=f"temporal workflow query --workflow-id {run} --name status",
+        )
+        if not briefing.automation:
+            briefing.automation = _automation_sentence(briefing)
+        if not briefing.next_steps:
+            briefing.next_steps = _next_steps(briefing, bool(self.saga))
+
     async def finish(self, outcome: Outcome, reason: str, **extra: Any) -> LoopResult:
+        if self.paged and outcome in (Outcome.RESOLVED, Outcome.REJECTED, Outcome.SUPPRESSED):
+            await self._resolve_pages(outcome)
         self.timeline.closed = workflow.now()
         self.index(str(outcome))
         result = LoopResult(
@@ -472,3 +668,48 @@ class RemediationLoop:
         await self.call_void("audit.close_run", result)
         self.step = Step.CLOSED
         return result
+
+    async def _resolve_pages(self, outcome: Outcome) -> None:
+        """Close the PagerDuty incidents this run opened; a failure is audited, not fatal."""
+        for delivery in self.paged:
+            closing = delivery.model_copy(update={"event": ChannelEvent.RESOLVE})
+            try:
+                await self.call("notify.send", closing, ChannelReceipt, NOTIFY)
+            except ActivityError as error:
+                await self._note(
+                    "notify_failed", f"could not resolve the page on {delivery.channel.name}: {error}"
+                )
+                continue
+            await self._note("notified", f"page on {delivery.channel.name} resolved: the run ended {outcome}")
+        self.paged = []
+
+
+def _automation_sentence(briefing: Briefing) -> str:
+    if briefing.actions_taken:
+        done = "; ".join(
+            f"{action.type} on {action.target}{' (undone)' if action.compensated else ''}"
+            for action in briefing.actions_taken
+        )
+        return f"suture did: {done}; then stopped because {briefing.reason}"
+    if briefing.would_have_done:
+        would = "; ".join(briefing.would_have_done)
+        return f"suture would have done: {would}; it stopped because {briefing.reason}"
+    return f"suture took no action: {briefing.reason}"
+
+
+def _next_steps(briefing: Briefing, undo_left: bool) -> list[str]:
+    steps = []
+    if briefing.tier is not None:
+        steps.append("read the evidence, then approve or reject with the commands below")
+    if undo_left:
+        steps.append("check the target: suture's change is still in place; `suture undo` reverses it")
+    elif any(action.compensated for action in briefing.actions_taken):
+        steps.append("suture's change was undone: the target is back as it was, and still unhealthy")
+    if briefing.would_have_done and briefing.tier is None:
+        steps.append(
+            "consider doing by hand what automation would have done: " + "; ".join(briefing.would_have_done)
+        )
+    if briefing.recent_changes:
+        steps.append("look at the most recent change first: " + briefing.recent_changes[0])
+    steps.append("watch the evidence queries until they are healthy again")
+    return steps

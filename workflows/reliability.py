@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         ApprovalAnswer,
         Briefing,
         ClaimResult,
+        Confidence,
         Diagnosis,
         Evidence,
         EvidenceReport,
@@ -61,6 +62,7 @@ class ReliabilityLoop(RemediationLoop):
         self.alert: AlertNotice | None = None
         self.first_notice = request.alert
         self.diagnosis: Diagnosis | None = None
+        self.pinned_policy: ReliabilityPolicy | None = None
 
     @workflow.signal(name="evidence")
     def evidence_signal(self, *payload: Any) -> None:
@@ -112,6 +114,7 @@ class ReliabilityLoop(RemediationLoop):
                 f"policy {policy.name!r} governs the {policy.loop} loop, not this one"
             )
         self.pin(policy)
+        self.pinned_policy = policy
         self.mode = policy.mode
         self.index()
         target = target_of(policy, labels)
@@ -174,11 +177,9 @@ class ReliabilityLoop(RemediationLoop):
     ) -> LoopResult:
         if policy.mode == Mode.SUPERVISED:
             assert policy.approval is not None
-            answer = await self.await_approval(policy.approval)
+            answer = await self.await_approval(policy.approval, actions)
             if answer == ApprovalAnswer.TIMEOUT:
-                return await self._hand_over(
-                    f"nobody approved within {policy.approval.timeout:.0f}s", would, target
-                )
+                return await self._hand_over(_unanswered(policy), would, target)
             if answer == ApprovalAnswer.REJECT:
                 return await self.finish(Outcome.REJECTED, f"rejected by {self.approver}")
             if answer == ApprovalAnswer.CLEARED:
@@ -269,9 +270,34 @@ class ReliabilityLoop(RemediationLoop):
             recent_changes=self.diagnosis.recent_changes if self.diagnosis else [],
             would_have_done=would_have_done or [],
             actions_taken=self.actions,
+            users_affected=annotations.get("users", ""),
+            severity=labels.get("severity", ""),
+            labels=labels,
+            confidence=self._confidence(),
         )
         await self.escalate(briefing)
         return await self.finish(Outcome.ESCALATED, reason, verdict=verdict, briefing=briefing)
+
+    def _confidence(self) -> Confidence | None:
+        """The diagnosis's confidence against the policy's floor, and what kept it low."""
+        if self.diagnosis is None:
+            return None
+        policy = self.pinned_policy
+        required = policy.min_confidence if policy is not None else None
+        lowered = []
+        if self.diagnosis.signature is None:
+            lowered.append(f"{self.diagnosis.summary}: the policy's base confidence applies")
+        if required is not None and self.diagnosis.confidence < required:
+            lowered.append(f"below the policy's min_confidence {required:.2f}")
+        return Confidence(value=self.diagnosis.confidence, required=required, lowered_by=lowered)
+
+
+def _unanswered(policy: ReliabilityPolicy) -> str:
+    approval = policy.approval
+    assert approval is not None
+    if approval.tiers:
+        return f"nobody of the {len(approval.tiers)} approval tiers answered in time"
+    return f"nobody approved within {approval.timeout:.0f}s"
 
 
 def _notice_evidence(notice: AlertNotice, note: str) -> Evidence:

@@ -235,10 +235,15 @@ class SecurityLoop(RemediationLoop):
                 return await self._suppress("; ".join(refused))
             if plan.mode == Mode.SUPERVISED:
                 assert policy.approval is not None
-                answer = await self.await_approval(policy.approval)
+                answer = await self.await_approval(policy.approval, claimed)
                 if answer == ApprovalAnswer.TIMEOUT:
+                    waited = (
+                        f"none of the {len(policy.approval.tiers)} approval tiers answered in time"
+                        if policy.approval.tiers
+                        else f"nobody approved within {policy.approval.timeout:.0f}s"
+                    )
                     return await self._hand_over(
-                        f"nobody approved within {policy.approval.timeout:.0f}s ({plan.reason})",
+                        f"{waited} ({plan.reason})",
                         plan.would_have_done,
                     )
                 if answer == ApprovalAnswer.REJECT:
@@ -336,6 +341,8 @@ class SecurityLoop(RemediationLoop):
             would_have_done=would_have_done or [],
             actions_taken=self.actions,
             dependents=dependents or [],
+            service=targets or self.subject,
+            severity="critical" if self.actions or would_have_done else "warning",
         )
         await self.escalate(briefing)
         return await self.finish(Outcome.ESCALATED, reason, verdict=verdict, briefing=briefing)
