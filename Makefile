@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint typecheck unit install monitoring postgres clean
+.PHONY: demo test lint typecheck unit install monitoring postgres chromium clean
 
 # The sandbox extra brings the drill estate (moto, kmock, ...) for `make demo` and the tests;
 # a production `pip install .` leaves it out.
@@ -22,6 +22,13 @@ monitoring:
 	@if ! command -v prometheus >/dev/null || ! { command -v prometheus-alertmanager || test -x /usr/bin/prometheus-alertmanager; } >/dev/null; then \
 		echo "installing prometheus and prometheus-alertmanager with apt-get"; \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq prometheus prometheus-alertmanager; \
+	fi
+
+# The HTML report's test renders the page in Debian's headless Chromium and looks at it.
+chromium:
+	@if ! command -v chromium >/dev/null; then \
+		echo "installing chromium with apt-get"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	fi
 
 # The store's tests and a drill run against PostgreSQL too: Debian's server binaries
@@ -43,7 +50,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) monitoring postgres lint typecheck
+test: $(STAMP) monitoring postgres chromium lint typecheck
 	$(BIN)/pytest -q
 
 unit: $(STAMP)

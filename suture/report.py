@@ -11,13 +11,16 @@ Three figures per loop, computed from the ``runs`` table over a window:
 
 The computation (:func:`summarize`) is a pure function of the runs; rendering turns
 the :class:`Report` model into Rich tables, plain text, JSON or a standalone HTML
-page that can be mailed or archived.
+page that can be mailed or archived. Every row names its run and links to it in
+the Temporal UI. The page draws closure rate and MTTR per loop over time with
+plotly (its JavaScript inlined, so the file opens anywhere without a network).
 """
 
 from __future__ import annotations
 
 import html
 import io
+import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
+from suture.errors import SutureError
 from suture.models import ActionRecord, Loop, LoopResult, Outcome
 
 if TYPE_CHECKING:
@@ -36,6 +40,35 @@ if TYPE_CHECKING:
 
 SUTURE = "suture"
 """Who fixed a run that no human touched."""
+DEFAULT_UI_URL = "http://127.0.0.1:8233"
+"""The Temporal UI of ``suture up``; ``TEMPORAL_UI_URL`` points elsewhere."""
+_WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m|h|d|w)\s*$")
+_WINDOW_UNITS = {"m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
+
+
+class BadWindow(SutureError):
+    """A ``--since`` that is not a duration."""
+
+
+def parse_window(text: str) -> timedelta:
+    """``--since`` as a duration: ``90m``, ``24h``, ``7d`` or ``1w``.
+
+    Raises:
+        BadWindow: naming the value and how to write one.
+    """
+    found = _WINDOW.match(text)
+    if not found or float(found.group(1)) <= 0:
+        raise BadWindow(f"--since {text!r} is not a window; write it like 90m, 24h, 7d or 1w")
+    return timedelta(seconds=float(found.group(1)) * _WINDOW_UNITS[found.group(2)])
+
+
+def run_url(ui_url: str, namespace: str, workflow_id: str) -> str:
+    """Where the Temporal UI shows a run."""
+    from urllib.parse import quote
+
+    return (
+        f"{ui_url.rstrip('/')}/namespaces/{quote(namespace, safe='')}/workflows/{quote(workflow_id, safe='')}"
+    )
 
 
 class ReportModel(BaseModel):
@@ -61,6 +94,7 @@ class Fix(ReportModel):
     """A resolved run: what was done, why, by whom, how fast."""
 
     workflow_id: str
+    url: str = ""
     loop: Loop
     subject: str
     actions: list[str]
@@ -77,11 +111,23 @@ class HandOver(ReportModel):
     """An escalated run: a human took over, and why."""
 
     workflow_id: str
+    url: str = ""
     loop: Loop
     subject: str
     reason: str
     actions: list[str]
     closed: datetime | None
+
+
+class TrendPoint(ReportModel):
+    """One loop over one bucket of the window (an hour, or a day for windows over two days)."""
+
+    loop: Loop
+    start: datetime
+    runs: int
+    resolved: int
+    closure_rate: float | None
+    mttr_mean_s: float | None
 
 
 class Report(ReportModel):
@@ -90,24 +136,71 @@ class Report(ReportModel):
     loops: list[LoopFigures]
     fixed: list[Fix]
     escalated: list[HandOver]
+    trend: list[TrendPoint] = []
 
 
-def build_report(store: AuditStore, window: timedelta, now: datetime | None = None) -> Report:
+def build_report(
+    store: AuditStore,
+    window: timedelta,
+    now: datetime | None = None,
+    *,
+    ui_url: str = DEFAULT_UI_URL,
+    namespace: str = "default",
+) -> Report:
     """The report over the ``window`` that ends ``now``, read from ``store``."""
     until = now or datetime.now(UTC)
     since = until - window
-    return summarize(store.runs(since=since, until=until), since, until)
+    return summarize(store.runs(since=since, until=until), since, until, ui_url=ui_url, namespace=namespace)
 
 
-def summarize(runs: Sequence[LoopResult], since: datetime, until: datetime) -> Report:
+def summarize(
+    runs: Sequence[LoopResult],
+    since: datetime,
+    until: datetime,
+    *,
+    ui_url: str = DEFAULT_UI_URL,
+    namespace: str = "default",
+) -> Report:
     """Compute the report from the runs that closed in ``[since, until)``."""
-    return Report(
+    report = Report(
         since=since,
         until=until,
         loops=[_figures(loop, [run for run in runs if run.loop == loop]) for loop in Loop],
         fixed=[_fix(run) for run in runs if run.outcome == Outcome.RESOLVED],
         escalated=[_hand_over(run) for run in runs if run.outcome == Outcome.ESCALATED],
+        trend=_trend(runs, since, until),
     )
+    rows: list[Fix | HandOver] = [*report.fixed, *report.escalated]
+    for row in rows:
+        row.url = run_url(ui_url, namespace, row.workflow_id)
+    return report
+
+
+def _trend(runs: Sequence[LoopResult], since: datetime, until: datetime) -> list[TrendPoint]:
+    """Per loop and bucket, the closure rate and MTTR of the runs that closed in it."""
+    step = timedelta(days=1) if until - since > timedelta(days=2) else timedelta(hours=1)
+    points = []
+    for loop in Loop:
+        mine = [run for run in runs if run.loop == loop and run.timeline.closed is not None]
+        if not mine:
+            continue
+        start = since
+        while start < until:
+            bucket = [run for run in mine if start <= run.timeline.closed < start + step]  # type: ignore[operator]
+            if bucket:
+                figures = _figures(loop, bucket)
+                points.append(
+                    TrendPoint(
+                        loop=loop,
+                        start=start,
+                        runs=figures.runs,
+                        resolved=figures.resolved,
+                        closure_rate=figures.closure_rate,
+                        mttr_mean_s=figures.mttr_mean_s,
+                    )
+                )
+            start += step
+    return points
 
 
 def repair_time(run: LoopResult) -> float | None:
@@ -218,23 +311,37 @@ def figures_table(report: Report) -> TableData:
         "MTTR mean",
         "MTTR median",
     ]
-    return TableData(f"suture, {_window(report)}", columns, rows)
+    return TableData("per loop", columns, rows)
 
 
 def fixes_table(report: Report) -> TableData:
     rows = [
-        [fix.subject, "; ".join(fix.actions) or "-", fix.reason, fix.by, _duration(fix.mttr_s)]
+        [
+            fix.subject,
+            "; ".join(fix.actions) or "-",
+            fix.reason,
+            fix.by,
+            _duration(fix.mttr_s),
+            fix.workflow_id,
+        ]
         for fix in report.fixed
     ]
-    return TableData("fixed", ["what", "action", "why", "by", "MTTR"], rows)
+    return TableData("fixed", ["what", "action", "why", "by", "MTTR", "run"], rows)
 
 
 def escalations_table(report: Report) -> TableData:
     rows = [
-        [item.subject, item.loop.value, item.reason, "; ".join(item.actions) or "-", _time(item.closed)]
+        [
+            item.subject,
+            item.loop.value,
+            item.reason,
+            "; ".join(item.actions) or "-",
+            _time(item.closed),
+            item.workflow_id,
+        ]
         for item in report.escalated
     ]
-    return TableData("handed to a human", ["what", "loop", "why", "actions", "closed"], rows)
+    return TableData("handed to a human", ["what", "loop", "why", "actions", "closed", "run"], rows)
 
 
 def render_table(report: Report, console: Console) -> None:
@@ -257,17 +364,46 @@ def render_json(report: Report) -> str:
 
 
 def render_html(report: Report) -> str:
-    """A standalone HTML page (no external assets) with the report's tables."""
-    sections = "\n".join(_html_table(table) for table in tables(report))
+    """A standalone HTML page: the charts, then the tables with every run linked to the Temporal UI."""
+    rows: list[Fix | HandOver] = [*report.fixed, *report.escalated]
+    links = {row.workflow_id: row.url for row in rows if row.url}
+    sections = "\n".join(_html_table(table, links) for table in tables(report))
     title = html.escape(f"suture report, {_window(report)}")
-    return _PAGE.format(title=title, sections=sections)
+    return _PAGE.format(title=title, charts=trend_charts(report), sections=sections)
 
 
-def _html_table(table: TableData) -> str:
+def trend_charts(report: Report) -> str:
+    """Closure rate and MTTR per loop over the window, as one plotly figure (JavaScript inlined)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    figure = make_subplots(
+        rows=2, cols=1, shared_xaxes=True, subplot_titles=("closure rate", "MTTR (resolved runs, seconds)")
+    )
+    for loop in Loop:
+        points = [point for point in report.trend if point.loop == loop]
+        if not points:
+            continue
+        starts = [point.start for point in points]
+        rates = [None if p.closure_rate is None else round(p.closure_rate * 100, 1) for p in points]
+        figure.add_trace(
+            go.Scatter(x=starts, y=rates, name=f"{loop.value} closure %", mode="lines+markers"), 1, 1
+        )
+        mttr = [p.mttr_mean_s for p in points]
+        figure.add_trace(
+            go.Scatter(x=starts, y=mttr, name=f"{loop.value} MTTR s", mode="lines+markers"), 2, 1
+        )
+    figure.update_yaxes(range=[0, 105], ticksuffix="%", row=1, col=1)
+    figure.update_xaxes(range=[report.since, report.until])
+    figure.update_layout(height=560, margin={"t": 40, "l": 60, "r": 20, "b": 40}, template="plotly_white")
+    return str(figure.to_html(full_html=False, include_plotlyjs=True, div_id="suture-trend"))
+
+
+def _html_table(table: TableData, links: dict[str, str]) -> str:
     head = "".join(f"<th>{html.escape(column)}</th>" for column in table.columns)
     if table.rows:
         body = "\n".join(
-            "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in table.rows
+            "<tr>" + "".join(f"<td>{_cell(cell, links)}</td>" for cell in row) + "</tr>" for row in table.rows
         )
     else:
         body = f'<tr><td colspan="{len(table.columns)}" class="none">none</td></tr>'
@@ -275,6 +411,12 @@ def _html_table(table: TableData) -> str:
         f"<section><h2>{html.escape(table.title)}</h2>\n"
         f"<table><thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody></table></section>"
     )
+
+
+def _cell(cell: str, links: dict[str, str]) -> str:
+    if cell in links:
+        return f'<a href="{html.escape(links[cell])}"><code>{html.escape(cell)}</code></a>'
+    return html.escape(cell)
 
 
 _PAGE = """<!DOCTYPE html>
@@ -294,6 +436,9 @@ td.none {{ color: #888; font-style: italic; }}
 </head>
 <body>
 <h1>{title}</h1>
+<section><h2>over time</h2>
+{charts}
+</section>
 {sections}
 </body>
 </html>

@@ -9,10 +9,15 @@ which audits whatever it ignores. An undo is decided inside ``UndoRun``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
@@ -24,6 +29,7 @@ from suture.models import (
     ApprovalDecision,
     ApprovalReceipt,
     ApprovalRequest,
+    LoopStatus,
     UndoReceipt,
     UndoRequest,
 )
@@ -32,29 +38,57 @@ from workflows.undo import UndoRun, undo_workflow_id
 
 @dataclass(frozen=True)
 class PendingRun:
+    """A run waiting for a human, as the run itself reports it (its ``status`` query)."""
+
     workflow_id: str
     loop: str
     service: str
     policy: str | None
     started: str
+    proposed_actions: list[str] = field(default_factory=list)
+    approvers: list[str] = field(default_factory=list)
+    tier: int | None = None
+    tiers: int | None = None
+    deadline: str | None = None
+    step: str = ""
 
 
 async def pending_runs(client: Client) -> list[PendingRun]:
-    """Runs waiting for a human, newest first."""
+    """Runs waiting for a human, newest first, each described by its own ``status`` query.
+
+    Who may answer and until when come from the run (the policy it pinned), never
+    from local policy files. A run that does not answer the query is still listed.
+    """
     query = f"{sa.SUTURE_OUTCOME.name} = '{sa.PENDING_APPROVAL}' AND ExecutionStatus = 'Running'"
     runs = []
     async for execution in client.list_workflows(query):
         attributes = execution.typed_search_attributes
+        status = await _status(client, execution.id)
         runs.append(
             PendingRun(
                 workflow_id=execution.id,
                 loop=attributes.get(sa.SUTURE_LOOP) or "",
                 service=attributes.get(sa.SUTURE_SERVICE) or "",
-                policy=None,
+                policy=status.policy if status else None,
                 started=execution.start_time.isoformat(timespec="seconds"),
+                proposed_actions=status.proposed_actions if status else [],
+                approvers=status.approvers if status else [],
+                tier=status.tier if status else None,
+                tiers=status.tiers if status else None,
+                deadline=status.deadline.isoformat(timespec="seconds")
+                if status and status.deadline
+                else None,
+                step=status.step if status else "",
             )
         )
     return runs
+
+
+async def _status(client: Client, workflow_id: str) -> LoopStatus | None:
+    try:
+        return await client.get_workflow_handle(workflow_id).query("status", result_type=LoopStatus)
+    except (RPCError, WorkflowQueryFailedError):
+        return None
 
 
 async def decide(client: Client, workflow_id: str, answer: ApprovalAnswer, decision: ApprovalDecision) -> str:

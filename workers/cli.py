@@ -9,17 +9,18 @@ and exit 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import resource
 import signal
 import sys
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from suture.config import Settings
@@ -95,7 +96,8 @@ def _run(work: Callable[[], Any]) -> Any:
             return asyncio.run(outcome)
         return outcome
     except SutureError as error:
-        errors.print(f"[red]error:[/red] {error}", highlight=False)
+        # Escaped: messages quote things like pip's extras ('suture[sandbox]') that are not markup.
+        errors.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         errors.print("interrupted")
@@ -172,7 +174,7 @@ def ingress(
 @app.command()
 def demo(as_json: JsonFlag = False) -> None:
     """Start everything, sandbox included, run every drill and print a table."""
-    from sandbox.runner import run_drills
+    from workers.sandbox_commands import run_drills
 
     report = _run(lambda: run_drills(None, progress=None if as_json else errors.print))
     if as_json:
@@ -189,9 +191,9 @@ def drill(
     as_json: JsonFlag = False,
 ) -> None:
     """Run one drill end to end on a fresh sandbox."""
-    from sandbox.runner import all_drills, run_drills
+    from workers.sandbox_commands import all_drills, run_drills
 
-    drills = all_drills()
+    drills = _run(all_drills)
     if list_ or name is None:
         table = Table("drill", "loop", "expected", "what it shows")
         for item in drills.values():
@@ -236,23 +238,28 @@ def pending(as_json: JsonFlag = False) -> None:
 
     runs = _run(work)
     if as_json:
-        _print_json([run.__dict__ for run in runs])
+        _print_json([dataclasses.asdict(run) for run in runs])
         return
-    table = Table("run", "loop", "service", "started")
+    table = Table("run", "policy", "would do", "approvers", "tier", "deadline")
     for run in runs:
-        table.add_row(run.workflow_id, run.loop, run.service, run.started)
+        tier = f"{run.tier}/{run.tiers}" if run.tier is not None else "-"
+        would = "; ".join(run.proposed_actions) or run.service
+        table.add_row(
+            run.workflow_id, run.policy or "-", would, ", ".join(run.approvers), tier, run.deadline or "-"
+        )
     console.print(table if runs else "nothing is waiting for approval")
 
 
 def _decide(verb: str, run: str, name: str, note: str) -> None:
-    from suture.models import ApprovalDecision
+    from suture.models import ApprovalAnswer, ApprovalDecision
     from workers.approvals import decide
 
-    async def work() -> None:
-        await decide(await _client(_settings()), run, verb, ApprovalDecision(approver=name, note=note))
+    async def work() -> str:
+        decision = ApprovalDecision(approver=name, note=note)
+        return await decide(await _client(_settings()), run, ApprovalAnswer(verb), decision)
 
-    _run(work)
-    console.print(f"{verb} sent to {run} as {name}")
+    policy = _run(work)
+    console.print(f"{run} {verb}d by {name} (policy {policy})")
 
 
 @app.command()
@@ -285,11 +292,10 @@ def undo(
     from workers.approvals import order_undo
 
     async def work() -> str:
-        settings = _settings()
-        return await order_undo(await _client(settings), run, as_, note, list(settings.policy_dirs))
+        return await order_undo(await _client(_settings()), run, as_, note)
 
     undo_id = _run(work)
-    console.print(f"undo started as {undo_id}")
+    console.print(f"undo of {run} authorised for {as_}; running as {undo_id}")
 
 
 LOOPS = ("reliability", "security", "resource")
@@ -486,19 +492,27 @@ def permissions(
 
 @app.command()
 def report(
-    since: Annotated[str, typer.Option(help="Window, e.g. 24h or 7d.")] = "24h",
+    since: Annotated[str, typer.Option(help="Window: 90m, 24h, 7d or 1w.")] = "24h",
     html: Annotated[Path | None, typer.Option(help="Also write a standalone HTML report here.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """The morning summary: what was fixed, why, by whom; closure rate, MTTR, auto-resolution."""
-    from policies.durations import parse_duration
-    from suture.report import build_report, render_html, render_table
+    import os
+
+    from suture.report import DEFAULT_UI_URL, build_report, parse_window, render_html, render_table
     from suture.store import AuditStore
 
-    window = timedelta(seconds=_run(lambda: parse_duration(since)))
-    summary = build_report(AuditStore.from_settings(_settings()), window)
+    window = _run(lambda: parse_window(since))
+    settings = _settings()
+    summary = build_report(
+        AuditStore.from_settings(settings),
+        window,
+        ui_url=os.environ.get("TEMPORAL_UI_URL", DEFAULT_UI_URL),
+        namespace=settings.temporal_namespace,
+    )
     if html is not None:
         html.write_text(render_html(summary), encoding="utf-8")
+        errors.print(f"wrote {html}")
     if as_json:
         _print_json(summary.model_dump(mode="json"))
     else:
@@ -513,14 +527,13 @@ def bench(
     as_json: JsonFlag = False,
 ) -> None:
     """Measure suture on the embedded stack (benchmarks, never timed tests)."""
-    from sandbox.bench import BENCHMARKS
+    from workers.sandbox_commands import benchmarks
 
-    if name not in BENCHMARKS:
-        errors.print(f"[red]error:[/red] no benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
+    known = _run(benchmarks)
+    if name not in known:
+        errors.print(f"[red]error:[/red] no benchmark {name!r}; known: {', '.join(known)}")
         raise typer.Exit(2)
-    figures = _run(
-        lambda: BENCHMARKS[name](count=count, rate=rate, progress=None if as_json else errors.print)
-    )
+    figures = _run(lambda: known[name](count=count, rate=rate, progress=None if as_json else errors.print))
     # The one process that hosted the worker, the ingress and the sandbox (servers apart).
     figures["max_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     if as_json:

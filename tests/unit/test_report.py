@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,10 +12,12 @@ import pytest
 
 from suture.models import ActionRecord, Loop, LoopResult, Mode, Outcome, Timeline
 from suture.report import (
+    BadWindow,
     LoopFigures,
     Report,
     build_report,
     figures_table,
+    parse_window,
     render_html,
     render_json,
     render_text,
@@ -167,6 +170,39 @@ def test_the_html_report_stands_alone_and_escapes_what_it_shows(store: AuditStor
     page = render_html(build_report(store, DAY, now=NOW))
     assert page.startswith("<!DOCTYPE html>")
     assert "&lt;script&gt;alert(1)&lt;/script&gt; stayed high" in page
-    assert "<script" not in page
-    assert "http://" not in page and "https://" not in page
-    assert "shop/checkout" in page and "60%" not in page  # 3 of 6 now: the escalation counts
+    assert "<script>alert(1)" not in page
+    assert not re.search(r"<script[^>]*\bsrc=|<link\b", page), "nothing is loaded from elsewhere"
+    assert "shop/checkout" in page and "<td>60%</td>" not in page  # 3 of 6 now: the escalation counts
+
+
+def test_every_html_row_links_its_run_in_the_temporal_ui(store: AuditStore) -> None:
+    store.close_run(run("frontend", Outcome.ESCALATED, 5, reason="stayed high"))
+    report = build_report(store, DAY, now=NOW, ui_url="http://ui.example:8233", namespace="prod")
+    page = render_html(report)
+    rows = [*report.fixed, *report.escalated]
+    assert rows
+    for row in rows:
+        url = f"http://ui.example:8233/namespaces/prod/workflows/{row.workflow_id}"
+        assert row.url == url
+        assert f'<a href="{url}"><code>{row.workflow_id}</code></a>' in page
+    assert page.count("<h1>") == 1
+
+
+def test_the_html_report_draws_closure_rate_and_mttr_per_loop(report: Report) -> None:
+    page = render_html(report)
+    assert 'id="suture-trend"' in page and "plotly.js" in page
+    assert "reliability closure %" in page and "reliability MTTR s" in page
+    points = [point for point in report.trend if point.loop == Loop.RELIABILITY]
+    assert sum(point.runs for point in points) == 5
+    assert sum(point.resolved for point in points) == 3
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("1w", 604800), ("7d", 604800), ("24h", 86400), ("90m", 5400)])
+def test_the_window_reads_weeks_days_hours_and_minutes(text: str, seconds: float) -> None:
+    assert parse_window(text).total_seconds() == seconds
+
+
+@pytest.mark.parametrize("text", ["1y", "week", "", "-1d", "0h"])
+def test_a_bad_window_says_how_to_write_one(text: str) -> None:
+    with pytest.raises(BadWindow, match="write it like 90m, 24h, 7d or 1w"):
+        parse_window(text)
