@@ -223,10 +223,32 @@ async def _signal_with_start(
                     SearchAttributePair(sa.SUTURE_SERVICE, service_of(notice.labels)),
                 ]
             ),
+            static_summary=_summary(notice),
+            static_details=_details(notice),
         )
     except WorkflowAlreadyStartedError:
         return DeliveryKind.DUPLICATE
     return DeliveryKind.STARTED if _was_started(handle) else DeliveryKind.JOINED
+
+
+def _summary(notice: AlertNotice) -> str:
+    """The one line the Temporal UI lists for the run."""
+    return f"reliability: {notice.labels.get('alertname', 'alert')} on {service_of(notice.labels)}"
+
+
+def _details(notice: AlertNotice) -> str:
+    """What the Temporal UI shows on the run's page: the alert as it arrived (Markdown)."""
+    labels = ", ".join(f"{key}={value}" for key, value in sorted(notice.labels.items()))
+    summary = notice.annotations.get("summary") or notice.annotations.get("description") or ""
+    lines = [
+        "**reliability loop** started by an Alertmanager alert",
+        f"labels: `{labels[:1000]}`",
+        f"started at: {notice.starts_at.isoformat(timespec='seconds')}",
+    ]
+    if summary:
+        lines.append(f"summary: {summary[:500]}")
+    lines.append("outcome: the `SutureOutcome` search attribute; the current step: the `status` query")
+    return "  \n".join(lines)
 
 
 def _was_started(handle: WorkflowHandle[Any, Any]) -> bool:

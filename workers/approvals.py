@@ -14,11 +14,12 @@ from typing import Any
 
 from temporalio.client import (
     Client,
+    WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
-from temporalio.common import WorkflowIDReusePolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
@@ -122,14 +123,29 @@ async def order_undo(client: Client, workflow_id: str, requested_by: str, note: 
     """
     undo_id = undo_workflow_id(workflow_id)
     request = UndoRequest(run_workflow_id=workflow_id, requested_by=requested_by, note=note)
+    finished = await _finished(client, workflow_id)
+    attributes = finished.typed_search_attributes
     try:
         handle = await client.start_workflow(
             UndoRun.run,
             request,
             id=undo_id,
-            task_queue=await _task_queue_of(client, workflow_id),
+            task_queue=finished.task_queue,
             # A refused attempt fails; it must not stand in the way of an authorised one.
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+            # Filterable beside the run it undoes: same loop and service in the Temporal UI.
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(sa.SUTURE_LOOP, attributes.get(sa.SUTURE_LOOP) or "undo"),
+                    SearchAttributePair(sa.SUTURE_SERVICE, attributes.get(sa.SUTURE_SERVICE) or ""),
+                    SearchAttributePair(sa.SUTURE_MODE, "undo"),
+                ]
+            ),
+            static_summary=f"undo of {workflow_id} ordered by {requested_by}"[:400],
+            static_details=(
+                f"**UndoRun**: runs the compensations that `{workflow_id}` left in place, "
+                f"if its pinned policy lets {requested_by} order it  \nnote: {note[:500] or '-'}"
+            ),
         )
     except WorkflowAlreadyStartedError:
         raise SutureError(await _already_ordered(client, undo_id, workflow_id)) from None
@@ -140,7 +156,7 @@ async def order_undo(client: Client, workflow_id: str, requested_by: str, note: 
     return undo_id
 
 
-async def _task_queue_of(client: Client, workflow_id: str) -> str:
+async def _finished(client: Client, workflow_id: str) -> WorkflowExecutionDescription:
     try:
         description = await client.get_workflow_handle(workflow_id).describe()
     except RPCError as error:
@@ -148,7 +164,7 @@ async def _task_queue_of(client: Client, workflow_id: str) -> str:
     if description.status != WorkflowExecutionStatus.COMPLETED:
         state = description.status.name if description.status else "unknown"
         raise SutureError(f"run {workflow_id} has not completed (status {state}); nothing to undo yet")
-    return description.task_queue
+    return description
 
 
 async def _already_ordered(client: Client, undo_id: str, workflow_id: str) -> str:

@@ -206,6 +206,14 @@ async def deliver_event(client: Client, event: AwsEvent, task_queue: str) -> Eve
                     SearchAttributePair(sa.SUTURE_SERVICE, f"{event.account}/{security_subject(event)}"),
                 ]
             ),
+            static_summary=f"security: {event.event_name} by {event.principal} in {event.account}"[:400],
+            static_details=(
+                "**security loop** started by a CloudTrail event  \n"
+                f"event: {event.event_source} {event.event_name} ({event.event_id})  \n"
+                f"principal: `{event.principal}` from {event.source_ip or 'unknown address'}  \n"
+                f"region: {event.region}, at {event.event_time.isoformat(timespec='seconds')}  \n"
+                "outcome: the `SutureOutcome` search attribute; the current step: the `status` query"
+            ),
         )
     except WorkflowAlreadyStartedError:
         return EventDelivery(event_id=event.event_id, workflow_id=workflow_id, kind=DeliveryKind.DUPLICATE)

@@ -364,6 +364,20 @@ class RemediationLoop:
         lines.append(f"last: {detail[:300]}")
         return "  \n".join(lines)
 
+    def _explain(self, outcome: Outcome, reason: str) -> None:
+        """Leave the outcome where the Temporal UI shows it: the memo (runs listed) and the details.
+
+        Runs recorded before the memo existed replay without it.
+        """
+        workflow.set_current_details(f"**{outcome}** on `{self.subject or '-'}`  \n{reason[:500]}")
+        if workflow.info().typed_search_attributes.get(sa.SUTURE_LOOP) is None:
+            return
+        if workflow.patched("outcome-memo"):
+            memo = {"outcome": str(outcome), "subject": self.subject, "reason": reason[:1000]}
+            if self.policy_name:
+                memo["policy"] = self.policy_name
+            workflow.upsert_memo(memo)
+
     def index(self, outcome: str | None = None) -> None:
         """Update the search attributes, when the run was started with suture's."""
         if workflow.info().typed_search_attributes.get(sa.SUTURE_LOOP) is None:
@@ -648,6 +662,7 @@ class RemediationLoop:
             await self._resolve_pages(outcome)
         self.timeline.closed = workflow.now()
         self.index(str(outcome))
+        self._explain(outcome, reason)
         result = LoopResult(
             workflow_id=workflow.info().workflow_id,
             loop=self.loop,
