@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint typecheck unit install monitoring postgres chromium clean
+.PHONY: demo test lint typecheck unit install monitoring postgres chromium compose clean
 
 # The sandbox extra brings the drill estate (moto, kmock, ...) for `make demo` and the tests;
 # a production `pip install .` leaves it out.
@@ -31,6 +31,13 @@ chromium:
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	fi
 
+# The compose file's test runs `docker-compose config` (Debian's docker-compose; no engine needed).
+compose:
+	@if ! command -v docker-compose >/dev/null; then \
+		echo "installing docker-compose with apt-get"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq docker-compose; \
+	fi
+
 # The store's tests and a drill run against PostgreSQL too: Debian's server binaries
 # (/usr/lib/postgresql/<version>/bin), started by a test fixture on a free port.
 postgres:
@@ -50,7 +57,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) monitoring postgres chromium lint typecheck
+test: $(STAMP) monitoring postgres chromium compose lint typecheck
 	$(BIN)/pytest -q
 
 unit: $(STAMP)
