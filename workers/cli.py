@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -37,6 +38,8 @@ policy_app = typer.Typer(help="Policy files.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
 app.add_typer(audit_app, name="audit")
+sandbox_app = typer.Typer(help="The sandbox estate of `suture up --sandbox`.", no_args_is_help=True)
+app.add_typer(sandbox_app, name="sandbox")
 # Piped output (CI logs, make) gets room for the tables instead of 80 columns.
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 errors = Console(stderr=True, soft_wrap=True)
@@ -69,18 +72,31 @@ Note = Annotated[str, typer.Option(help="Why.")]
 
 
 @app.callback()
-def _logging() -> None:
+def _logging(ctx: typer.Context) -> None:
     """Diagnostics go to stderr, so ``--json`` output on stdout stays parseable.
 
     ``SUTURE_LOG_FORMAT=json`` makes every line one JSON object (see :mod:`suture.logs`).
+    Only the long-running commands forward the SDK core's logs into Python logging:
+    forwarding calls into Python from the core's own threads, and a short command
+    (``suture approve``) that exits while such a call is under way aborts the
+    interpreter with ``Fatal Python error: PyGILState_Release``. Short commands let
+    the core write its few warnings to stderr itself.
     """
-    from temporalio.runtime import Runtime
+    from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
     from suture.logs import configure_logging, log_format
     from workers.temporal_client import temporal_runtime
 
     configure_logging(_run(log_format))
-    Runtime.set_default(temporal_runtime(), error_if_already_set=False)
+    if ctx.invoked_subcommand in LONG_RUNNING:
+        Runtime.set_default(temporal_runtime(), error_if_already_set=False)
+        return
+    quiet = LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"), forwarding=None)
+    Runtime.set_default(Runtime(telemetry=TelemetryConfig(logging=quiet)), error_if_already_set=False)
+
+
+LONG_RUNNING = frozenset({"up", "worker", "ingress", "demo", "drill", "bench"})
+"""Commands that run for long enough to forward the SDK core's logs (see :func:`_logging`)."""
 
 
 def _run(work: Callable[[], Any]) -> Any:
@@ -98,6 +114,12 @@ def _run(work: Callable[[], Any]) -> Any:
     except SutureError as error:
         # Escaped: messages quote things like pip's extras ('suture[sandbox]') that are not markup.
         errors.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
+        raise typer.Exit(2) from None
+    except ValidationError as error:
+        # A bad argument that reached a model (a name, a note): one line, never a traceback.
+        first = error.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or error.title
+        errors.print(f"[red]error:[/red] {escape(where)}: {escape(first['msg'])}", highlight=False)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         errors.print("interrupted")
@@ -223,6 +245,35 @@ def _drill_table(results: list[Any]) -> None:
             result.scenario, result.loop, result.expected, result.outcome, mark, mttr, actions or "-"
         )
     console.print(table)
+
+
+@sandbox_app.command("fire")
+def sandbox_fire(
+    scenario: Annotated[str | None, typer.Argument(help="Scenario to fire; see --list.")] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List the scenarios.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Make one scenario's fault happen on the running `suture up --sandbox`."""
+    from workers.sandbox_commands import sandbox_request
+
+    if list_ or scenario is None:
+        listed = _run(lambda: sandbox_request(_settings(), "GET", "/scenarios"))
+        if as_json:
+            _print_json(listed)
+            return
+        table = Table("scenario", "policy", "what happens")
+        for item in listed:
+            table.add_row(item["name"], item["policy"], item["description"])
+        console.print(table)
+        return
+    fired = _run(lambda: sandbox_request(_settings(), "POST", "/fire", {"scenario": scenario}))
+    if as_json:
+        _print_json(fired)
+        return
+    console.print(
+        f"fired {scenario} (policy {fired['policy']}): the alert fires in Prometheus within seconds; "
+        "watch the run in the Temporal UI, `suture pending` lists it if it waits for you"
+    )
 
 
 # --- humans in control ------------------------------------------------------------------

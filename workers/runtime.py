@@ -115,6 +115,9 @@ async def run_up(settings: Settings, *, sandbox: bool, ui_port: int, say: Say) -
     async with stack:
         for component, address in stack.addresses():
             say(f"{component:<16} {address}")
+        if not settings.webhook_token:
+            # Shown once, here: senders need it, and nothing else prints or stores it.
+            say(f"{'webhook token':<16} {stack.token}  (generated; set SUTURE_WEBHOOK_TOKEN to choose one)")
         say("Ctrl-C stops everything.")
         await _until_stopped()
 

@@ -12,6 +12,7 @@ in one place, as one line, before anything starts.
 from __future__ import annotations
 
 import importlib.util
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from suture.config import Settings
 from suture.errors import ConfigError
 from workers.embedded import EmbeddedStack
 
+CONTROL_FILE = "sandbox.json"
+"""Written by the running ``suture up --sandbox`` beside its state: its control URL and token."""
 SANDBOX_EXTRA = ("kmock", "moto", "pytest_httpserver")
 """Modules only the ``sandbox`` extra installs."""
 
@@ -76,15 +79,17 @@ def benchmarks() -> dict[str, Callable[..., Any]]:
 def sandbox_stack(
     settings: Settings, state_dir: Path, *, ui_port: int, temporal_port: int, ingress_port: int
 ) -> EmbeddedStack:
-    """The stack of ``suture up --sandbox``: the embedded one with the drill estate.
+    """The stack of ``suture up --sandbox``: the embedded one with the living drill estate.
 
-    Briefings go where ``suture up`` sends them (the webhook, else the log), not
-    to the drills' inbox, so a person running it sees them.
+    Its services are deployed and healthy; ``suture sandbox fire`` breaks one.
+    Briefings go to the policies' Slack-format receiver and where ``suture up``
+    sends them (the webhook, else the log), not to the drills' inbox, so a person
+    running it sees them.
     """
     require_sandbox()
-    from sandbox.stack import Stack
+    from sandbox.living import LivingStack
 
-    return Stack(
+    return LivingStack(
         state_dir,
         ui_port=ui_port,
         sandbox=True,
@@ -93,3 +98,44 @@ def sandbox_stack(
         ingress_port=ingress_port,
         inbox=False,
     )
+
+
+def _control(settings: Settings) -> tuple[str, str]:
+    """Where the running sandbox listens and its token, from the file it wrote at start."""
+    path = settings.state_dir / "embedded" / CONTROL_FILE
+    try:
+        control = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise SandboxNotRunning(
+            f"no running sandbox found ({path} is missing): start one with `suture up --sandbox` "
+            "in this folder (or set SUTURE_STATE_DIR to its state folder)"
+        ) from None
+    return str(control["url"]).rstrip("/"), str(control["token"])
+
+
+class SandboxNotRunning(ConfigError):
+    """``suture sandbox fire`` without a running ``suture up --sandbox``."""
+
+
+async def sandbox_request(settings: Settings, method: str, path: str, body: Any = None) -> Any:
+    """Ask the running sandbox's control endpoint; its answer as JSON.
+
+    Raises:
+        SandboxNotRunning: no sandbox, or it does not answer.
+        ConfigError: it refused the request (an unknown scenario), with its reason.
+    """
+    import httpx
+
+    url, token = _control(settings)
+    try:
+        async with httpx.AsyncClient(timeout=60.0) as client:
+            response = await client.request(
+                method, f"{url}{path}", json=body, headers={"Authorization": f"Bearer {token}"}
+            )
+    except httpx.TransportError as error:
+        raise SandboxNotRunning(
+            f"the sandbox at {url} does not answer ({error}); is `suture up --sandbox` still running?"
+        ) from None
+    if response.status_code >= 400:
+        raise ConfigError(response.text)
+    return response.json()

@@ -96,7 +96,10 @@ async def connect(
             runtime=runtime,
         )
     except RuntimeError as error:
-        raise TemporalUnavailable(f"cannot reach Temporal at {address}: {error}") from error
+        raise TemporalUnavailable(
+            f"cannot reach Temporal at {address} ({error}); start the embedded one with `suture up`, "
+            "or point TEMPORAL_ADDRESS at your cluster"
+        ) from error
 
 
 def _tls_config(
