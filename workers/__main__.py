@@ -1,5 +1,5 @@
 """``python -m workers`` is the ``suture`` command."""
 
-from workers.cli import app
+from workers.cli import main
 
-app(prog_name="suture")
+main()

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
+import os
 import resource
 import signal
 import sys
@@ -594,3 +596,29 @@ def bench(
         for key, value in figures.items():
             table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
         console.print(table)
+
+
+def main() -> None:
+    """The ``suture`` command: run it, then leave without tearing the interpreter down.
+
+    The Temporal SDK's core runs its own threads, which call into Python to hand
+    results back. When a short command such as ``suture approve`` returns, the
+    interpreter finalizes while one of those threads may still be releasing the
+    GIL, and the process aborts with ``Fatal Python error: PyGILState_Release``
+    (about 1 exit in 30, whatever the command did). Every command has finished
+    its work, stopped what it started and printed its output by the time ``app``
+    returns, so suture flushes its streams and logs and exits at once with the
+    command's status, leaving nothing for those threads to race.
+    """
+    code: int | str | None = 0
+    try:
+        app(prog_name="suture")
+    except SystemExit as exit_:
+        code = exit_.code
+    if isinstance(code, str):
+        sys.stderr.write(code + "\n")
+        code = 1
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)

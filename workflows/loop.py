@@ -411,6 +411,8 @@ class RemediationLoop:
         else:
             await self.audit(Step.AWAITING_APPROVAL, f"approvers: {', '.join(approval.approvers)}")
             self.deadline = workflow.now() + timedelta(seconds=approval.timeout)
+            if self.notify is not None:  # only policies with channels: recorded runs had none
+                await self._announce(self.notify.route(self._labels()), None)
             answer = await self._wait_for_answer(self.deadline)
         if self.decision is not None and answer in (ApprovalAnswer.APPROVE, ApprovalAnswer.REJECT):
             return await self._record_answer()
@@ -496,14 +498,24 @@ class RemediationLoop:
         first = self.notify.channel(tier.channel)
         assert first is not None  # the policy's validator checked it
         chain = [first, *(channel for channel in self.notify.channels if channel.name != first.name)]
+        await self._announce(chain, number)
+
+    def _labels(self) -> dict[str, str]:
+        """The signal's labels, for routing; a loop with labels (reliability) overrides this."""
+        return {}
+
+    async def _announce(self, chain: list[Any], number: int | None) -> None:
+        """Ask for an approval on ``chain``: the briefing of a run that waits for a human."""
+        asked = f"tier {number}" if number is not None else "an approver"
         briefing = Briefing(
             workflow_id=workflow.info().workflow_id,
             loop=self.loop,
-            title=f"{self.subject}: suture asks tier {number} to approve",
+            title=f"{self.subject}: suture asks {asked} to approve",
             subject=self.subject,
             impact="waiting for a human decision before acting",
             scope=self.subject,
-            reason=f"policy {self.policy_name} is supervised; tier {number} may answer",
+            reason=f"policy {self.policy_name} is supervised; {asked} must answer",
+            labels=self._labels(),
             evidence=self.evidence[-10:],
             would_have_done=self.proposed,
             tier=number,
@@ -714,13 +726,14 @@ def _automation_sentence(briefing: Briefing) -> str:
 
 def _next_steps(briefing: Briefing, undo_left: bool) -> list[str]:
     steps = []
-    if briefing.tier is not None:
+    asking = briefing.deadline is not None
+    if asking:
         steps.append("read the evidence, then approve or reject with the commands below")
     if undo_left:
         steps.append("check the target: suture's change is still in place; `suture undo` reverses it")
     elif any(action.compensated for action in briefing.actions_taken):
         steps.append("suture's change was undone: the target is back as it was, and still unhealthy")
-    if briefing.would_have_done and briefing.tier is None:
+    if briefing.would_have_done and not asking:
         steps.append(
             "consider doing by hand what automation would have done: " + "; ".join(briefing.would_have_done)
         )

@@ -278,6 +278,9 @@ class ReliabilityLoop(RemediationLoop):
         await self.escalate(briefing)
         return await self.finish(Outcome.ESCALATED, reason, verdict=verdict, briefing=briefing)
 
+    def _labels(self) -> dict[str, str]:
+        return self.alert.labels if self.alert else {}
+
     def _confidence(self) -> Confidence | None:
         """The diagnosis's confidence against the policy's floor, and what kept it low."""
         if self.diagnosis is None:

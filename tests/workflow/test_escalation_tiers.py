@@ -269,3 +269,26 @@ async def test_the_hand_over_briefing_is_complete(env: WorkflowEnvironment, tmp_
     assert request.commands.reject == f"suture reject {run} --as oncall-alice"
     assert request.approvers == ["oncall-alice"] and request.deadline is not None
     assert request.would_have_done == ["k8s.rollback on shop/checkout"]
+
+
+async def test_a_supervised_policy_without_tiers_asks_on_its_routed_channel(
+    env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    text = POLICY.split("    approval:")[0] + "    approval: {approvers: [oncall-alice], timeout: 10m}\n"
+    world, channels = FakeWorld(policies=load_test_policies(tmp_path, text)), Channels()
+    notice = alert()
+    notice.labels["team"] = "payments"
+    handle, worker = await start(env, world, channels, notice)
+    async with worker:
+        for _ in range(400):
+            if channels.sent:
+                break
+            await asyncio.sleep(0.05)
+        await handle.signal("approve", {"approver": "oncall-alice"})
+        result: LoopResult = await handle.result()
+    assert result.outcome == Outcome.RESOLVED
+    [request] = channels.sent
+    assert request.channel.name == "hook" and request.briefing.deadline is not None
+    assert request.briefing.commands is not None
+    assert request.briefing.commands.approve == f"suture approve {result.workflow_id} --as oncall-alice"
+    assert request.briefing.next_steps[0].startswith("read the evidence, then approve or reject")
