@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import urllib.request
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -44,6 +45,30 @@ def metrics_port(environ: Mapping[str, str] | None = None) -> int:
     if not raw.isdigit() or int(raw) > 65535:
         raise ConfigError(f"{PORT_VARIABLE} must be a port number (0-65535), not {raw!r}")
     return int(raw)
+
+
+def embedded_metrics_port(environ: Mapping[str, str] | None = None) -> int:
+    """The port for ``suture up``: as :func:`metrics_port`, but a free one when 9464 is taken
+    and the variable is unset (two embedded stacks on one machine should both start).
+
+    Raises:
+        ConfigError: the value is not a port number.
+    """
+    port = metrics_port(environ)
+    if (os.environ if environ is None else environ).get(PORT_VARIABLE, "").strip() or _free(port):
+        return port
+    from workers.devserver import free_port
+
+    return free_port()
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 class SdkMetrics(Collector):

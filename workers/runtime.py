@@ -86,7 +86,7 @@ async def run_ingress(
 async def run_up(settings: Settings, *, sandbox: bool, ui_port: int, say: Say) -> None:
     """The embedded stack; with ``sandbox`` the drill estate too (which needs the sandbox extra)."""
     from workers.embedded import EmbeddedStack
-    from workers.metrics import metrics_port
+    from workers.metrics import embedded_metrics_port
 
     state_dir = settings.state_dir / "embedded"
     temporal_port = int(settings.temporal_address.rsplit(":", 1)[1])
@@ -101,7 +101,7 @@ async def run_up(settings: Settings, *, sandbox: bool, ui_port: int, say: Say) -
             temporal_port=temporal_port,
             ingress_port=settings.ingress_port,
         )
-        stack.metrics_port = metrics_port()
+        stack.metrics_port = embedded_metrics_port()
     else:
         stack = EmbeddedStack(
             state_dir,
@@ -109,7 +109,7 @@ async def run_up(settings: Settings, *, sandbox: bool, ui_port: int, say: Say) -
             ui_port=ui_port,
             temporal_port=temporal_port,
             ingress_port=settings.ingress_port,
-            metrics_port=metrics_port(),
+            metrics_port=embedded_metrics_port(),
         )
     show_run_events()
     async with stack:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +16,7 @@ from suture.audit_chain import AuditKey
 from suture.models import ActionRecord, AuditEntry, Loop, LoopResult, Mode, Outcome, Timeline
 from suture.store import AuditStore
 from workers.devserver import free_port
-from workers.metrics import MetricsServer, metrics_port
+from workers.metrics import MetricsServer, embedded_metrics_port, metrics_port
 
 START = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
 KEY = AuditKey(b"k" * 32)
@@ -155,3 +156,14 @@ def test_the_metrics_port_comes_from_the_environment_and_defaults_to_9464() -> N
     assert metrics_port({"SUTURE_METRICS_PORT": "0"}) == 0
     with pytest.raises(Exception, match="SUTURE_METRICS_PORT"):
         metrics_port({"SUTURE_METRICS_PORT": "metrics"})
+
+
+def test_suture_up_moves_to_a_free_metrics_port_when_9464_is_taken_and_none_was_asked_for() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("workers.metrics.DEFAULT_PORT", busy)
+            assert embedded_metrics_port({}) not in (busy, 0)
+            assert embedded_metrics_port({"SUTURE_METRICS_PORT": str(busy)}) == busy
