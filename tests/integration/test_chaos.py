@@ -14,7 +14,8 @@ every undo the failed verifications needed ran once, and no lock is left held.
 
 The moments are random but seeded; the seed is printed and named in every
 failure. ``SUTURE_CHAOS_KILLS=100`` kills a hundred times (default 20);
-``SUTURE_CHAOS_SEED`` replays a run.
+``SUTURE_CHAOS_SEED`` replays a seed's kill schedule (which step each kill then
+hits still depends on the machine's timing).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ LONGEST_LIFE_S = 1.5
 """A worker lives up to this long once its successor (if any) polls."""
 TASK_TIMEOUT = timedelta(seconds=2)
 HANG_S = 240
-"""Far beyond any stall a kill can cause (a 30 s activity timeout, a 10 s task timeout)."""
+"""Far beyond any stall a kill can cause (an activity's 30 s timeout, a sticky queue's 5 s)."""
 
 
 def seeded(message: str) -> str:
