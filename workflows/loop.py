@@ -234,7 +234,10 @@ class RemediationLoop:
     def _receive_decision(self, answer: ApprovalAnswer, decision: ApprovalDecision) -> None:
         allowed = self._allowed()
         if self.step != Step.AWAITING_APPROVAL or decision.approver not in allowed:
-            self.ignored_approvers.append(decision.approver)
+            if len(self.ignored_approvers) < MAX_IGNORED_SIGNALS:
+                self.ignored_approvers.append(decision.approver)
+            else:
+                self.ignored_signal_overflow += 1
             return
         if self.decision is None:  # the first listed answer wins; later ones change nothing
             self.decision = (answer, decision)

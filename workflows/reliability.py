@@ -306,7 +306,7 @@ def _unanswered(policy: ReliabilityPolicy) -> str:
 def _notice_evidence(notice: AlertNotice, note: str) -> Evidence:
     return Evidence(
         source="alertmanager",
-        query=notice.labels.get("alertname", ""),
+        query=notice.labels.get("alertname", "")[:200],
         value=notice.status,
         at=notice.received_at,
         note=note,
