@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
+from policies.graph import DEPENDENCIES_FILE
 from policies.hazards import hazards
 from policies.models import Policy
 from policies.registry import action_spec
@@ -84,7 +85,12 @@ def load_policies(directories: Iterable[Path]) -> list[Policy]:
     Raises:
         InvalidPolicies: naming every problem of every file, names used twice included.
     """
-    paths = [path for directory in directories for path in sorted(Path(directory).glob("*.y*ml"))]
+    paths = [
+        path
+        for directory in directories
+        for path in sorted(Path(directory).glob("*.y*ml"))
+        if path.name != DEPENDENCIES_FILE  # the declared dependency graph, not policies
+    ]
     return [loaded.policy for loaded in check_policy_files(paths, raise_on_problems=True)[0]]
 
 
@@ -294,6 +300,8 @@ def _pinned(policy: Policy) -> Policy:
     # A policy that acknowledges nothing hashes as it did before ``acknowledge`` existed,
     # so versions recorded by earlier runs still name the same content.
     exclude = {"version"} if getattr(policy, "acknowledge", None) else {"version", "acknowledge"}
+    # Likewise the graph settings, added later: unset, they leave the version as it was.
+    exclude |= {key for key in ("max_dependents", "storm") if getattr(policy, key, None) is None}
     content = json.dumps(policy.model_dump(mode="json", exclude=exclude), sort_keys=True)
     digest = hashlib.sha256(content.encode()).hexdigest()[:12]
     return policy.model_copy(update={"version": digest})

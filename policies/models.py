@@ -91,6 +91,23 @@ class TargetRule(PolicyModel):
     name_label: str = "deployment"
 
 
+class StormRule(PolicyModel):
+    """When alerts of this policy fire together, look for one upstream to act on instead.
+
+    With at least ``min_alerts`` alerts of the same name firing in a namespace,
+    an upstream that all of them depend on (per the dependency graph) and that
+    rolled out within ``changed_within`` is treated as the root: one run acts on it
+    (under the policy that matches the alert ``DependencyStorm``) and the alerts
+    join that run as evidence. With no such upstream the storm gets one briefing.
+    Alerts whose earliest start falls in the same ``bucket`` join the same storm.
+    """
+
+    min_alerts: int = Field(default=3, ge=2)
+    changed_within: Seconds = 1800.0
+    gather: Seconds = 5.0
+    bucket: Seconds = 600.0
+
+
 class ReliabilityPolicy(PolicyModel):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     loop: Literal[Loop.RELIABILITY] = Loop.RELIABILITY
@@ -108,6 +125,9 @@ class ReliabilityPolicy(PolicyModel):
     notify: Notify | None = None
     cooldown: Seconds = 1800.0
     acknowledge: list[Risk] = []
+    max_dependents: int | None = Field(default=None, ge=0)
+    """Act on a target with more dependents (per the dependency graph) only after approval."""
+    storm: StormRule | None = None
     version: str = ""
 
     @field_validator("evidence")
@@ -121,6 +141,8 @@ class ReliabilityPolicy(PolicyModel):
     def _supervised_needs_approvers(self) -> ReliabilityPolicy:
         if self.mode == Mode.SUPERVISED and self.approval is None:
             raise ValueError("mode 'supervised' needs an 'approval' block with approvers")
+        if self.max_dependents is not None and self.approval is None:
+            raise ValueError("'max_dependents' needs an 'approval' block: a wider reach waits for approvers")
         check_tier_channels(self.approval, self.notify)
         return self
 

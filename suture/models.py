@@ -104,6 +104,8 @@ class AlertNotice(Contract):
 
 class ReliabilityLoopInput(Contract):
     alert: AlertNotice
+    joined: list[AlertNotice] = []
+    """For a storm's run on its root: the alerts of the storm, kept as evidence."""
 
 
 class ApprovalDecision(Contract):

@@ -281,3 +281,15 @@ def result_of(row: Run) -> LoopResult:
         briefing=Briefing.model_validate(row.briefing) if row.briefing else None,
         received_at=row.received_at,
     )
+
+
+class DependencyEdgeRow(Base):
+    """One edge of the dependency graph: ``source`` calls ``target``, seen by ``sources``."""
+
+    __tablename__ = "dependency_edges"
+
+    source: Mapped[str] = mapped_column(String(255), primary_key=True)
+    target: Mapped[str] = mapped_column(String(255), primary_key=True)
+    sources: Mapped[list[str]] = mapped_column(JSON)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+    detail: Mapped[str] = mapped_column(Text, default="")

@@ -573,6 +573,56 @@ def report(
 
 
 @app.command()
+def graph(
+    service: Annotated[str | None, typer.Argument(help="namespace/name: only the edges around it.")] = None,
+    refresh: Annotated[bool, typer.Option(help="Refresh the graph through Temporal first.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """The dependency graph: who calls whom, where each edge came from and when it was last seen."""
+    from suture.graph_store import GraphStore
+
+    if refresh:
+        _run(_refresh_graph)
+    stored = _with_store(lambda store: GraphStore(store.engine).graph())
+    shown = stored.around(service) if service else stored
+    if as_json:
+        data = shown.model_dump(mode="json")
+        if service:
+            data["service"] = service
+            data["dependents"] = stored.dependents(service)
+        _print_json(data)
+        return
+    _graph_tree(shown, service)
+
+
+async def _refresh_graph() -> None:
+    from workers.graph_schedule import refresh_now
+
+    settings = _settings()
+    result = await refresh_now(await _client(settings), settings.task_queue)
+    for problem in result.problems:
+        errors.print(f"[yellow]warning:[/yellow] {escape(problem)}")
+
+
+def _graph_tree(shown: Any, service: str | None) -> None:
+    from rich.tree import Tree
+
+    if not shown.edges:
+        console.print("no edges known (is the graph refresh schedule running? try --refresh)")
+        return
+    tree = Tree(f"dependency graph{f' around {service}' if service else ''}")
+    callers: dict[str, Any] = {}
+    for edge in shown.edges:
+        branch = callers.get(edge.source) or tree.add(f"[bold]{escape(edge.source)}[/bold] calls")
+        callers[edge.source] = branch
+        seen = edge.last_seen.isoformat(timespec="seconds")
+        branch.add(f"{escape(edge.target)}  [dim]{', '.join(edge.sources)}; last seen {seen}[/dim]")
+    console.print(tree)
+    if service:
+        console.print(f"dependents of {service}: {', '.join(shown.dependents(service)) or 'none'}")
+
+
+@app.command()
 def bench(
     name: Annotated[str, typer.Argument(help="latency, containment")],
     count: Annotated[int, typer.Option(help="Signals to send.")] = 200,

@@ -204,6 +204,9 @@ class EmbeddedStack:
         worker = build_worker(self.client, self.task_queue, providers)
         task = asyncio.create_task(worker.run())
         self.on_stop(lambda: _stop_worker(worker, task))
+        from workers.graph_schedule import ensure_graph_schedule
+
+        await ensure_graph_schedule(self.client, self.task_queue)
 
     async def _start_ingress(self) -> None:
         from workers.ingress import create_app, serve

@@ -63,6 +63,7 @@ def activity_providers(
         KubernetesActions(kube_api),
     ]
     providers.append(aws if aws is not None else aws_containment())
+    providers.append(graph_provider(settings, store, kube_api, list(policy_dirs or settings.policy_dirs)))
     providers += resource_providers(
         settings,
         store=store,
@@ -71,6 +72,16 @@ def activity_providers(
         aws=providers[-1],
     )
     return providers
+
+
+def graph_provider(settings: Settings, store: AuditStore, kube_api: Any, policy_dirs: list[Path]) -> Any:
+    """The dependency graph's activities: stored beside the audit tables, read from the three sources."""
+    from activities.graph import GraphActivities
+    from activities.prometheus import PrometheusProbe, connect
+    from suture.graph_store import GraphStore
+
+    probe = PrometheusProbe(connect(settings.prometheus_url))
+    return GraphActivities(GraphStore(store.engine), kube_api, probe, policy_dirs)
 
 
 def kubernetes_client(settings: Settings) -> Any:

@@ -31,6 +31,9 @@ async def run_worker(settings: Settings, say: Say) -> None:
     sdk_address = f"127.0.0.1:{free_port()}" if port else None
     client = await connect_settings(settings, runtime=temporal_runtime(sdk_address))
     worker = build_worker(client, settings.task_queue, activity_providers(settings))
+    from workers.graph_schedule import ensure_graph_schedule
+
+    await ensure_graph_schedule(client, settings.task_queue)
     show_run_events()
     say(f"worker polling task queue {settings.task_queue!r} on {settings.temporal_address}")
     server = MetricsServer("0.0.0.0", port, sdk_address) if port else None

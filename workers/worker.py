@@ -20,9 +20,18 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from workflows.reliability import ReliabilityLoop
 from workflows.resource import ResourceLoop, ResourceSweep
 from workflows.security import SecurityLoop
+from workflows.storm import GraphRefresher, StormLoop
 from workflows.undo import UndoRun
 
-WORKFLOWS: list[type] = [ReliabilityLoop, SecurityLoop, UndoRun, ResourceSweep, ResourceLoop]
+WORKFLOWS: list[type] = [
+    ReliabilityLoop,
+    SecurityLoop,
+    UndoRun,
+    ResourceSweep,
+    ResourceLoop,
+    StormLoop,
+    GraphRefresher,
+]
 
 
 @dataclass

@@ -16,7 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import ActivityError, FailureError, WorkflowAlreadyStartedError
 
 from workflows.loop import Paused, RemediationLoop
 
@@ -25,9 +26,19 @@ with workflow.unsafe.imports_passed_through():
     from policies.actions.prometheus import collect_evidence
     from policies.diagnosis import diagnose
     from policies.engine import PolicyQueries, decide, queries_for, target_of
+    from policies.graph import (
+        Dependents,
+        DependentsQuery,
+        StormInput,
+        StormQuery,
+        StormVerdict,
+        correlate_storm,
+        dependents_of,
+    )
     from policies.models import PolicyQuery, PolicySelection, ReliabilityPolicy
     from policies.plan import PlanOutcome
     from policies.queries import LabelRefused
+    from suture import search_attributes as sa
     from suture.identity import reliability_incident_key
     from suture.models import (
         AlertNotice,
@@ -63,6 +74,7 @@ class ReliabilityLoop(RemediationLoop):
         self.first_notice = request.alert
         self.diagnosis: Diagnosis | None = None
         self.pinned_policy: ReliabilityPolicy | None = None
+        self.dependents: list[str] = []
 
     @workflow.signal(name="evidence")
     def evidence_signal(self, *payload: Any) -> None:
@@ -99,6 +111,8 @@ class ReliabilityLoop(RemediationLoop):
         self.timeline.detected = alert.received_at
         alertname = labels.get("alertname", "unnamed alert")
         self.add_evidence(_notice_evidence(alert, "alert fired"))
+        for notice in request.joined:
+            self.add_evidence(_joined_evidence(notice))
         await self.audit("detected", f"{alertname} firing for {self.subject}", self.evidence[-1:])
 
         selection = await self.call(
@@ -124,6 +138,13 @@ class ReliabilityLoop(RemediationLoop):
                 f"{policy.target.name_label!r} that name the {policy.target.kind}"
             )
 
+        # Policies without storm or reach settings (every recorded run) skip both reads.
+        if policy.storm is not None and workflow.patched("storm-correlation"):
+            joined = await self._join_storm(policy, alert)
+            if joined is not None:
+                return joined
+        if policy.max_dependents is not None and workflow.patched("graph-blast-radius"):
+            policy = await self._cap_reach(policy, target)
         try:
             queries = queries_for(policy, labels)
         except LabelRefused as refused:
@@ -217,6 +238,86 @@ class ReliabilityLoop(RemediationLoop):
             verdict=report.verdict,
         )
 
+    async def _join_storm(self, policy: ReliabilityPolicy, alert: AlertNotice) -> LoopResult | None:
+        """Start or join the storm this alert is part of and end ``suppressed``; None when no storm."""
+        assert policy.storm is not None
+        query = StormQuery(alert=alert, service=self.subject, rule=policy.storm)
+        try:
+            verdict = await self.call(correlate_storm, query, StormVerdict)
+        except ActivityError as error:
+            await self.audit("storm_unknown", f"storm correlation failed ({error.cause or error}); alone")
+            return None
+        if verdict.storm_id is None:
+            await self.audit("no_storm", verdict.reason)
+            return None
+        storm = StormInput(
+            storm_id=verdict.storm_id,
+            upstream=verdict.upstream,
+            upstream_change=verdict.upstream_change,
+            members=verdict.members,
+            first=alert,
+            gather_s=policy.storm.gather,
+        )
+        how = await self._start_or_join(storm, alert)
+        reason = f"{how} storm run {verdict.storm_id}: {verdict.reason}"
+        await self.audit("joined_storm", reason)
+        return await self.finish(Outcome.SUPPRESSED, reason)
+
+    async def _start_or_join(self, storm: StormInput, alert: AlertNotice) -> str:
+        # The storm outlives this run (ABANDON); its ID makes every alert of the storm meet in one run.
+        try:
+            await workflow.start_child_workflow(
+                "StormLoop",
+                storm,
+                id=storm.storm_id,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(sa.SUTURE_LOOP, Loop.RELIABILITY.value),
+                        SearchAttributePair(sa.SUTURE_SERVICE, storm.upstream or self.subject),
+                    ]
+                ),
+            )
+            return "started"
+        except WorkflowAlreadyStartedError:
+            pass
+        try:
+            await workflow.get_external_workflow_handle(storm.storm_id).signal("join", alert)
+        except FailureError as error:
+            return f"could not join (it has closed: {error}) the"
+        return "joined"
+
+    async def _cap_reach(self, policy: ReliabilityPolicy, target: Target) -> ReliabilityPolicy:
+        """The policy to decide under: supervised when the target's dependents exceed ``max_dependents``."""
+        cap = policy.max_dependents
+        assert cap is not None
+        try:
+            found = await self.call(dependents_of, DependentsQuery(service=str(target)), Dependents)
+            self.dependents, why = found.dependents, None
+        except ActivityError as error:
+            why = f"the dependency graph could not be read ({error.cause or error})"
+        listed = ", ".join(self.dependents) or "none"
+        self.add_evidence(
+            Evidence(
+                source="graph",
+                query=f"dependents of {target}",
+                value=str(len(self.dependents)),
+                at=workflow.now(),
+                note=f"dependents: {listed}"[:1000],
+            )
+        )
+        if why is None and len(self.dependents) <= cap:
+            await self.audit("blast_radius", f"{len(self.dependents)} dependents, within {cap}: {listed}")
+            return policy
+        why = why or f"{target} has {len(self.dependents)} dependents, more than the policy's {cap}"
+        if policy.mode != Mode.AUTONOMOUS:
+            await self.audit("blast_radius", f"{why}; the policy is {policy.mode} already")
+            return policy
+        await self.audit("blast_radius", f"{why}: approval required ({listed})", self.evidence[-1:])
+        self.mode = Mode.SUPERVISED
+        return policy.model_copy(update={"mode": Mode.SUPERVISED})
+
     async def _stop_for_kill_switch(self, paused: Paused, would: list[str], target: Target) -> LoopResult:
         if not self.actions:
             await self.audit("suppressed", paused.reason)
@@ -274,6 +375,7 @@ class ReliabilityLoop(RemediationLoop):
             severity=labels.get("severity", ""),
             labels=labels,
             confidence=self._confidence(),
+            dependents=self.dependents,
         )
         await self.escalate(briefing)
         return await self.finish(Outcome.ESCALATED, reason, verdict=verdict, briefing=briefing)
@@ -310,4 +412,15 @@ def _notice_evidence(notice: AlertNotice, note: str) -> Evidence:
         value=notice.status,
         at=notice.received_at,
         note=note,
+    )
+
+
+def _joined_evidence(notice: AlertNotice) -> Evidence:
+    labels = notice.labels
+    return Evidence(
+        source="alertmanager",
+        query=labels.get("alertname", "")[:200],
+        value=f"{labels.get('namespace', '-')}/{labels.get('service', labels.get('deployment', '-'))}",
+        at=notice.received_at,
+        note="joined this storm run",
     )
