@@ -23,6 +23,10 @@ SUTURE_TASK_QUEUE              task queue the worker polls (``suture``)
 PROMETHEUS_URL                 Prometheus base URL (``http://127.0.0.1:9090``)
 KUBECONFIG                     kubeconfig path(s); unset means in-cluster or ~/.kube/config
 SUTURE_INGRESS_HOST / _PORT    where the ingress listens (``127.0.0.1`` / ``8088``)
+SUTURE_DEFAULT_STAGE           stage of a loop nobody has staged yet (``read_only``)
+SUTURE_STAGE_PERIODS           days each stage must hold: read_only/dry_run/live_scoped (``30/14/30``)
+SUTURE_TELEMETRY_FRESHNESS_S   reliability telemetry lag allowed, scrape to query (``30``)
+SUTURE_AUDIT_LAG_S             audit event lag allowed, event time to ingress (``10``)
 =============================  ===================================================
 """
 
@@ -65,6 +69,10 @@ ENVIRONMENT = {
     "kubeconfig": "KUBECONFIG",
     "ingress_host": "SUTURE_INGRESS_HOST",
     "ingress_port": "SUTURE_INGRESS_PORT",
+    "default_stage": "SUTURE_DEFAULT_STAGE",
+    "stage_periods": "SUTURE_STAGE_PERIODS",
+    "telemetry_freshness_s": "SUTURE_TELEMETRY_FRESHNESS_S",
+    "audit_lag_s": "SUTURE_AUDIT_LAG_S",
 }
 """Field of :class:`Settings` → the environment variable it is read from."""
 
@@ -98,6 +106,11 @@ class Settings(BaseModel):
     kubeconfig: str | None = None
     ingress_host: str = Field(default="127.0.0.1", min_length=1)
     ingress_port: int = Field(default=8088, ge=1, le=65535)
+    default_stage: str = Field(default="read_only", pattern="^(read_only|dry_run|live_scoped|live)$")
+    stage_periods: str = Field(default="30/14/30", pattern=r"^\d+(\.\d+)?/\d+(\.\d+)?/\d+(\.\d+)?$")
+    """Days read_only/dry_run/live_scoped must hold before the next stage (see :mod:`suture.stages`)."""
+    telemetry_freshness_s: float = Field(default=30.0, gt=0)
+    audit_lag_s: float = Field(default=10.0, gt=0)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

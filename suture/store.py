@@ -14,6 +14,8 @@ Four tables carry four promises:
   transaction, so ``suture audit verify`` catches a row edited, added or deleted.
 * ``target_locks`` is the per-resource lock and cooldown: two runs never act on
   the same target at once, and a target acted on recently is left alone.
+* ``loop_stages`` holds each loop's activation stage (:mod:`suture.stages`); a
+  change is audited in the same transaction, like a kill switch.
 * ``kill_switches`` holds one row per scope (``all`` or a loop's name): a paused
   scope stops that loop's next action. Pulling or releasing a switch is audited in
   the same transaction, so the trail always names who did it.
@@ -55,11 +57,13 @@ from suture.audit_chain import (
 from suture.audit_verify import verify_store
 from suture.chain_writer import GOVERNANCE, ChainWriter
 from suture.models import AuditEntry, ClaimResult, Loop, LoopResult, TargetClaim, TargetRelease
+from suture.stages import Stage, StageState
 from suture.tables import (
     AuditChainHead,
     AuditEvent,
     Base,
     KillSwitchRow,
+    LoopStageRow,
     Run,
     TargetLock,
     as_utc,
@@ -422,6 +426,53 @@ class AuditStore(ChainWriter):
                 self._governance_event(session, loop, f"kill switch {scope}", verb, detail, by)
 
         self._write(flip)
+
+    # --- activation stages -----------------------------------------------------------
+
+    def stage(self, loop: Loop, default: Stage = Stage.READ_ONLY) -> StageState:
+        """The stage ``loop`` is at; ``default`` (not ``configured``) when nobody has set one."""
+        with self._reads() as session:
+            row = session.get(LoopStageRow, str(loop))
+        if row is None:
+            return StageState(loop=loop, stage=default)
+        return StageState(
+            loop=loop, stage=Stage(row.stage), since=row.since, by=row.by, reason=row.reason, configured=True
+        )
+
+    def set_stage(self, loop: Loop, stage: Stage, by: str, reason: str = "") -> StageState:
+        """Put ``loop`` at ``stage`` and audit who did it and why; the same stage again changes nothing."""
+
+        def move(session: Session) -> StageState:
+            now = self._clock()
+            row = session.get(LoopStageRow, str(loop), with_for_update=True)
+            if row is not None and row.stage == str(stage):
+                return StageState(
+                    loop=loop, stage=stage, since=row.since, by=row.by, reason=row.reason, configured=True
+                )
+            before = row.stage if row is not None else "the default stage"
+            if row is None:
+                row = LoopStageRow(loop=str(loop))
+                session.add(row)
+            row.stage, row.since, row.by, row.reason = str(stage), now, by, reason
+            detail = f"{by} moved the {loop} loop from {before} to {stage}" + (
+                f": {reason}" if reason else ""
+            )
+            self._governance_event(session, loop, f"stage {loop}", "stage_changed", detail, by)
+            return StageState(loop=loop, stage=stage, since=now, by=by, reason=reason, configured=True)
+
+        return self._write(move)
+
+    def events_at(
+        self, step: str, since: datetime | None = None, loop: Loop | None = None
+    ) -> list[AuditEntry]:
+        """Recorded entries of one ``step`` (e.g. ``verified``), oldest first."""
+        query = select(AuditEvent).where(AuditEvent.step == step).order_by(AuditEvent.id)
+        if since is not None:
+            query = query.where(AuditEvent.at >= since)
+        if loop is not None:
+            query = query.where(AuditEvent.loop == str(loop))
+        with self._reads() as session:
+            return [entry_of(row) for row in session.scalars(query)]
 
 
 def _loop_of(workflow_id: str) -> Loop:

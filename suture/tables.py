@@ -167,6 +167,18 @@ class KillSwitchRow(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class LoopStageRow(Base):
+    """A loop's activation stage (see :mod:`suture.stages`); no row means the default stage."""
+
+    __tablename__ = "loop_stages"
+
+    loop: Mapped[str] = mapped_column(String(32), primary_key=True)
+    stage: Mapped[str] = mapped_column(String(32))
+    since: Mapped[datetime] = mapped_column(UTCDateTime)
+    by: Mapped[str] = mapped_column(String(255))
+    reason: Mapped[str] = mapped_column(Text)
+
+
 # --- engine ------------------------------------------------------------------------------
 
 

@@ -48,6 +48,7 @@ def activity_providers(
     from activities.notify import Escalation
     from activities.policy_store import PolicyStore
     from activities.prometheus import PrometheusProbe, connect
+    from suture.stages import Stage
     from suture.store import AuditStore
     from workers.resource_worker import resource_providers
 
@@ -56,7 +57,7 @@ def activity_providers(
     providers: list[Any] = [
         PolicyStore(list(policy_dirs or settings.policy_dirs)),
         AuditActivities(store),
-        Governance(store),
+        Governance(store, Stage(settings.default_stage)),
         Escalation(settings.escalation_webhook),
         ChannelSender(),
         PrometheusProbe(connect(settings.prometheus_url)),

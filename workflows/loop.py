@@ -6,6 +6,12 @@ state captured by the action's ``prepare`` activity, so a crash between "do" and
 "record" can never leave a change without its way back. Verification that cannot
 be trusted (stale or missing samples) escalates instead of acting again.
 
+A run never acts beyond its loop's activation stage (:mod:`suture.stages`): once
+a loop has decided, :meth:`RemediationLoop.cap_by_stage` lowers the mode to
+``dry_run`` where the stage forbids acting, after every other gate, and audits the
+mode it would have used. ``act`` reads the stage again before each action, so a
+loop moved back while a run waited for approval takes no further action.
+
 The kill switch is read right before each action, not once per run: a switch
 pulled while a run waits for approval, or between two actions of one saga, stops
 the next action. ``act`` then returns :class:`Paused` and the loop decides what
@@ -61,6 +67,7 @@ with workflow.unsafe.imports_passed_through():
         Timeline,
         Verdict,
     )
+    from suture.stages import ACTING, Stage, StageQuery, StageState, cap_mode
 
 ResultT = TypeVar("ResultT")
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -93,6 +100,7 @@ BOOKKEEPING = frozenset(
         "audit.close_run",
         "policy.select",
         "governance.kill_switch",
+        "governance.stage",
     }
 )
 """Activities that only touch suture's own store and files: run as local activities.
@@ -147,6 +155,11 @@ class RemediationLoop:
         self.tier_history: list[str] = []
         self.proposed: list[str] = []
         self.paged: list[ChannelDelivery] = []
+        self.stage: Stage | None = None
+        """The loop's stage when the run decided; None before (and in runs recorded before stages)."""
+        self.in_scope = False
+        self.would_have_mode: Mode | None = None
+        """The mode the stage lowered, when it lowered one."""
 
     # --- signals and queries ----------------------------------------------------
 
@@ -561,7 +574,7 @@ class RemediationLoop:
             await self.audit("blast_radius_exceeded", over)
             return over
         for action in actions:
-            paused = await self._kill_switch(action)
+            paused = await self._kill_switch(action) or await self._stage_lowered(action)
             if paused is not None:
                 return paused
             spec = action_spec(action.type)
@@ -583,6 +596,50 @@ class RemediationLoop:
             record.detail = outcome.detail
             await self.audit("acted", f"{action.type} on {action.target}: {outcome.detail}", outcome.evidence)
         return None
+
+    async def cap_by_stage(self, mode: Mode, in_scope: bool = False) -> Mode:
+        """The mode this run may use at its loop's stage: ``mode``, or ``dry_run`` where it forbids acting.
+
+        Called once the plan (and any other gate) has set ``mode``, before any
+        approval wait. ``in_scope`` says whether the target lies in the loop's
+        ``live_scoped`` scope. A lowered mode is audited with the mode it replaced.
+        Runs recorded before stages existed replay without the read.
+        """
+        if mode not in ACTING or not workflow.patched("activation-stage"):
+            return mode
+        state = await self.call("governance.stage", StageQuery(loop=self.loop), StageState)
+        self.stage, self.in_scope = state.stage, in_scope
+        capped = cap_mode(state.stage, mode, in_scope)
+        if capped == mode:
+            return mode
+        self.would_have_mode, self.mode = mode, capped
+        self.index()
+        await self.audit(
+            "stage_capped",
+            f"the {self.loop} loop is at stage {state.stage}: policy mode {mode} lowered to {capped} "
+            f"(would have used {mode})",
+        )
+        return capped
+
+    async def record_would_have(self, would_have_done: list[str]) -> LoopResult:
+        """End a run whose stage forbade acting: record what it would have done, outcome ``dry_run``."""
+        why = (
+            f"{self.stage} stage: the {self.loop} loop does not act yet (policy mode {self.would_have_mode})"
+        )
+        await self.audit("dry_run", "would have done: " + "; ".join(would_have_done))
+        return await self.finish(Outcome.DRY_RUN, why)
+
+    async def _stage_lowered(self, action: PlannedAction) -> Paused | None:
+        """The stage read again before ``action``: moved back since the run decided, nothing more is done."""
+        if self.stage is None or not workflow.patched("activation-stage-act"):
+            return None
+        state = await self.call("governance.stage", StageQuery(loop=self.loop), StageState)
+        if cap_mode(state.stage, action.mode, self.in_scope) == action.mode:
+            return None
+        return Paused(
+            f"the {self.loop} loop was moved to stage {state.stage} by {state.by or 'someone'}; "
+            f"{action.type} on {action.target} not taken"
+        )
 
     async def _kill_switch(self, action: PlannedAction) -> Paused | None:
         """The kill switch of this loop, read before ``action``.

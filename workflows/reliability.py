@@ -165,6 +165,8 @@ class ReliabilityLoop(RemediationLoop):
             return await self.finish(Outcome.DRY_RUN, decision.reason)
         if decision.outcome != PlanOutcome.ACT:
             return await self._hand_over(decision.reason, decision.would_have_done)
+        if await self.cap_by_stage(policy.mode) == Mode.DRY_RUN:
+            return await self.record_would_have(decision.would_have_done)
 
         claim = await self.call(
             "audit.claim_target",

@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from policies.resource import ACTING, ResourcePolicy, gate_sweep
     from suture import search_attributes as sa
     from suture.fleet import (
+        ENV_TAG,
         ActedToday,
         ActedTodayQuery,
         CandidateRun,
@@ -209,6 +210,10 @@ class ResourceLoop(RemediationLoop):
         await self.audit("detected", f"{finding.reason}; {money}")
         would = [f"{action_spec(action.type).summary} ({action.type} on {action.target}, {money})"]
         self.timeline.decided = workflow.now()
+        if action.mode in ACTING:
+            production = finding.workload.labels.get(ENV_TAG) in policy.production
+            if await self.cap_by_stage(action.mode, in_scope=not production) not in ACTING:
+                return await self.record_would_have(would)
         if request.mode not in ACTING:
             why = request.reason_for_mode or f"policy {policy.name} is in {request.mode}"
             await self.audit("dry_run", f"would have done: {would[0]} ({why})")

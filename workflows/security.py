@@ -142,6 +142,8 @@ class SecurityLoop(RemediationLoop):
             return await self._hand_over(
                 plan.reason, plan.would_have_done, await self._dependents(event, signal)
             )
+        if await self.cap_by_stage(plan.mode) == Mode.DRY_RUN:
+            return await self.record_would_have(plan.would_have_done)
         return await self._contain(policy, plan)
 
     # --- steps ------------------------------------------------------------------------
