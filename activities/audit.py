@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from suture import metrics
+from suture import metrics, trust_store
 from suture.logs import log_run_event
 from suture.models import AuditEntry, ClaimResult, LoopResult, TargetClaim, TargetRelease
 from suture.store import AuditStore
@@ -52,6 +52,9 @@ class AuditActivities:
     @activity.defn(name="audit.close_run")
     def close_run(self, result: LoopResult) -> None:
         self.store.close_run(result)
+        demoted = trust_store.record_closed_run(self.store, result)
+        if demoted:
+            activity.logger.warning("%s demoted %s to supervised", result.workflow_id, ", ".join(demoted))
         metrics.observe_close(result)
         log_run_event(
             "closed", result.workflow_id, result.loop, result.subject, result.outcome, result.reason

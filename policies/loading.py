@@ -302,6 +302,8 @@ def _pinned(policy: Policy) -> Policy:
     exclude = {"version"} if getattr(policy, "acknowledge", None) else {"version", "acknowledge"}
     # Likewise the graph settings, added later: unset, they leave the version as it was.
     exclude |= {key for key in ("max_dependents", "storm") if getattr(policy, key, None) is None}
+    if getattr(policy, "trust", None) is None:  # so is ``trust:``
+        exclude |= {"trust"}
     content = json.dumps(policy.model_dump(mode="json", exclude=exclude), sort_keys=True)
     digest = hashlib.sha256(content.encode()).hexdigest()[:12]
     return policy.model_copy(update={"version": digest})

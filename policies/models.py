@@ -24,6 +24,7 @@ from policies.durations import Seconds
 from policies.queries import check_template
 from policies.resource import ResourcePolicy
 from policies.schema import ActionStep, Approval, Notify, PolicyModel, Risk, check_tier_channels
+from policies.trust import Trust
 from policies.security_policy import SecurityPolicy
 from suture.models import HealthCheck, Loop, Mode
 
@@ -128,6 +129,8 @@ class ReliabilityPolicy(PolicyModel):
     max_dependents: int | None = Field(default=None, ge=0)
     """Act on a target with more dependents (per the dependency graph) only after approval."""
     storm: StormRule | None = None
+    trust: Trust | None = None
+    """Earned trust (see :mod:`policies.trust`); omitted, its defaults apply."""
     version: str = ""
 
     @field_validator("evidence")

@@ -24,6 +24,7 @@ from pydantic import Field, model_validator
 from policies.durations import Seconds
 from policies.prices import PriceTable
 from policies.schema import ActionStep, Approval, Notify, PolicyModel, check_tier_channels
+from policies.trust import Trust
 from suture.fleet import (
     ENV_TAG,
     Finding,
@@ -117,6 +118,8 @@ class ResourcePolicy(PolicyModel):
     approval: Approval | None = None
     notify: Notify | None = None
     cooldown: Seconds = 86400.0
+    trust: Trust | None = None
+    """Earned trust (see :mod:`policies.trust`); omitted, its defaults apply."""
     version: str = ""
 
     @model_validator(mode="after")

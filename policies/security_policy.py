@@ -13,6 +13,7 @@ from pydantic import Field, field_validator, model_validator
 
 from policies.durations import Seconds
 from policies.schema import ActionStep, Approval, Notify, PolicyModel, Risk, check_tier_channels
+from policies.trust import Trust
 from policies.scope import SignalType, index_actions
 from suture.models import Loop, Mode
 
@@ -164,6 +165,8 @@ class SecurityPolicy(PolicyModel):
     notify: Notify | None = None
     cooldown: Seconds = 600.0
     acknowledge: list[Risk] = []
+    trust: Trust | None = None
+    """Earned trust (see :mod:`policies.trust`); omitted, its defaults apply."""
     version: str = ""
 
     @model_validator(mode="after")

@@ -189,6 +189,8 @@ class Diagnosis(Contract):
     confidence: float
     summary: str
     recent_changes: list[str] = []
+    lowered_by: list[str] = []
+    """Inputs that lowered the confidence below the diagnosis's own (evidence age, track record)."""
 
 
 # --- act ------------------------------------------------------------------------
@@ -387,6 +389,10 @@ class Briefing(Contract):
     channels: list[Channel] = []
     """Where to send it, in order: each channel is the fallback of the one before."""
     routes: list[ChannelRoute] = []
+    trust: list[str] = []
+    """What earned trust changed about this run: a promotion, a demotion, an exception, novelty."""
+    nearest_incidents: list[str] = []
+    """For a novel incident: the nearest past incidents (by shared signature fields) and what became of them."""
 
 
 class ChannelEvent(StrEnum):

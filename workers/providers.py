@@ -48,6 +48,7 @@ def activity_providers(
     from activities.notify import Escalation
     from activities.policy_store import PolicyStore
     from activities.prometheus import PrometheusProbe, connect
+    from activities.trust import TrustActivities
     from suture.stages import Stage
     from suture.store import AuditStore
     from workers.resource_worker import resource_providers
@@ -62,6 +63,7 @@ def activity_providers(
         ChannelSender(),
         PrometheusProbe(connect(settings.prometheus_url)),
         KubernetesActions(kube_api),
+        TrustActivities(store),
     ]
     providers.append(aws if aws is not None else aws_containment())
     providers.append(graph_provider(settings, store, kube_api, list(policy_dirs or settings.policy_dirs)))

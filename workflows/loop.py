@@ -34,7 +34,17 @@ with workflow.unsafe.imports_passed_through():
     from policies.actions import action_spec, activity_declaration, over_the_cap
     from policies.actions.prometheus import check_health
     from policies.models import Approval
+    from policies.plan import Plan
     from policies.schema import Final, Notify, Tier
+    from policies.trust import (
+        ASSESSED,
+        TRUST_EVIDENCE,
+        AssessedIncident,
+        Demotion,
+        TrustAssessment,
+        TrustQuery,
+        gate,
+    )
     from suture import search_attributes as sa
     from suture.errors import NON_RETRYABLE
     from suture.models import (
@@ -100,6 +110,7 @@ BOOKKEEPING = frozenset(
         "audit.close_run",
         "policy.select",
         "governance.kill_switch",
+        "trust.assess",
         "governance.stage",
     }
 )
@@ -155,6 +166,14 @@ class RemediationLoop:
         self.tier_history: list[str] = []
         self.proposed: list[str] = []
         self.paged: list[ChannelDelivery] = []
+        self._trusting: bool | None = None
+        self.trust_query: TrustQuery | None = None
+        self.trust_assessment: TrustAssessment | None = None
+        self.trust_notes: list[str] = []
+        self.nearest: list[str] = []
+        self.has_approvers = False
+        self.verdict: Verdict | None = None
+        """The last verification's verdict: an unhealthy one under autonomy announces a demotion."""
         self.stage: Stage | None = None
         """The loop's stage when the run decided; None before (and in runs recorded before stages)."""
         self.in_scope = False
@@ -560,6 +579,77 @@ class RemediationLoop:
             return True
         return False
 
+    # --- earned trust ----------------------------------------------------------------
+
+    def trusting(self) -> bool:
+        """Whether this run keeps and applies earned trust; runs recorded before it replay without."""
+        if self._trusting is None:
+            self._trusting = workflow.patched("earned-trust")
+        return self._trusting
+
+    async def assess_trust(self, query: TrustQuery, policy: Any) -> TrustAssessment | None:
+        """Ask the store what it knows about this incident, and audit the incident's signature.
+
+        The ``assessed`` entry is the fact the track record is derived (and rebuilt) from.
+        """
+        if not self.trusting():
+            return None
+        assessment = await self.call("trust.assess", query, TrustAssessment)
+        self.trust_query, self.trust_assessment = query, assessment
+        self.has_approvers = getattr(policy, "approval", None) is not None
+        incident = AssessedIncident(
+            policy=query.policy,
+            actions=query.actions,
+            signature=query.signature,
+            demotion=query.trust.demotion,
+        )
+        record = Evidence(
+            source=TRUST_EVIDENCE, query=ASSESSED, value=incident.model_dump_json(), at=workflow.now()
+        )
+        seen = f"seen {assessment.good} times with a good outcome, {assessment.bad} with a bad one"
+        await self.audit_trust(ASSESSED, f"signature {query.signature.key()}: {seen}", [record])
+        return assessment
+
+    async def audit_trust(self, step: str, detail: str, evidence: list[Evidence]) -> None:
+        """Audit a trust fact; a loop racing to contain (security) queues it instead."""
+        await self.audit(step, detail, evidence)
+
+    async def apply_trust(self, plan: Plan) -> Plan:
+        """The trust gate, right after a loop made its plan (the stage cap comes after it).
+
+        Promotions and demotions set the mode of the plan's action classes; a target
+        under an exception, or a novel incident under autonomy, goes to a human. Runs
+        that did not assess trust (recorded before it) keep their plan.
+        """
+        query, assessment = self.trust_query, self.trust_assessment
+        if query is None or assessment is None:
+            return plan
+        gated = gate(plan, query, assessment, self.has_approvers)
+        self.trust_notes += gated.notes
+        if gated.novel:
+            self.nearest = [
+                f"{past.workflow_id}: {past.resolution} (shares {past.shared} of 4 fields: {past.signature})"
+                for past in assessment.nearest
+            ] or ["none: suture has seen nothing like it"]
+        if gated.plan == plan:
+            return plan
+        self.mode = gated.plan.mode
+        self.index()
+        await self.audit("trust_gate", "; ".join(gated.notes))
+        return gated.plan
+
+    def _demotion_notice(self) -> str | None:
+        """The demotion this run's failure causes (the store applies it when the run closes)."""
+        query = self.trust_query
+        if query is None or query.trust.demotion == Demotion.OFF or self.mode != Mode.AUTONOMOUS:
+            return None
+        if self.verdict != Verdict.UNHEALTHY:
+            return None
+        return (
+            f"{', '.join(query.actions)} of policy {query.policy} is demoted to supervised: this autonomous "
+            "run failed verification; the next such incident waits for approval"
+        )
+
     async def act(self, actions: list[PlannedAction]) -> str | Paused | None:
         """Run actions in order as a saga.
 
@@ -687,6 +777,7 @@ class RemediationLoop:
                 verdict=Verdict.UNKNOWN, reason=f"health query failed: {error.cause or error}"
             )
         self.timeline.verified = workflow.now()
+        self.verdict = report.verdict
         for item in report.evidence:
             self.add_evidence(item)
         await self.audit("verified", f"{report.verdict}: {report.reason}", report.evidence)
@@ -728,6 +819,9 @@ class RemediationLoop:
             briefing.automation = _automation_sentence(briefing)
         if not briefing.next_steps:
             briefing.next_steps = _next_steps(briefing, bool(self.saga))
+        demotion = self._demotion_notice()
+        briefing.trust = briefing.trust or [*self.trust_notes, *([demotion] if demotion else [])]
+        briefing.nearest_incidents = briefing.nearest_incidents or list(self.nearest)
 
     async def finish(self, outcome: Outcome, reason: str, **extra: Any) -> LoopResult:
         if self.paged and outcome in (Outcome.RESOLVED, Outcome.REJECTED, Outcome.SUPPRESSED):

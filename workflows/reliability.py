@@ -13,6 +13,7 @@ never left unverified) and escalates.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -38,6 +39,16 @@ with workflow.unsafe.imports_passed_through():
     from policies.models import PolicyQuery, PolicySelection, ReliabilityPolicy
     from policies.plan import PlanOutcome
     from policies.queries import LabelRefused
+    from policies.trust import (
+        SHADOW,
+        TRUST_EVIDENCE,
+        IncidentSignature,
+        ShadowScore,
+        Trust,
+        TrustQuery,
+        change_kind,
+        learned_confidence,
+    )
     from suture import search_attributes as sa
     from suture.identity import reliability_incident_key
     from suture.models import (
@@ -157,11 +168,15 @@ class ReliabilityLoop(RemediationLoop):
         await self._collect_evidence(queries)
         history = await self._rollout_history(target)
         self.diagnosis = diagnose(policy, history, workflow.now())
+        policy = await self._assess(policy, target, history)
         decision = decide(policy, self.diagnosis, target, reliability_incident_key(alert))
+        decision = await self.apply_trust(decision)
         self.timeline.decided = workflow.now()
         await self.audit("decided", decision.reason)
         if decision.outcome == PlanOutcome.DRY_RUN:
             await self.audit("dry_run", "would have done: " + "; ".join(decision.would_have_done))
+            if self.trusting():
+                await self._shadow(policy, target, history)
             return await self.finish(Outcome.DRY_RUN, decision.reason)
         if decision.outcome != PlanOutcome.ACT:
             return await self._hand_over(decision.reason, decision.would_have_done)
@@ -198,7 +213,7 @@ class ReliabilityLoop(RemediationLoop):
         would: list[str],
         verify_query: str,
     ) -> LoopResult:
-        if policy.mode == Mode.SUPERVISED:
+        if self.mode == Mode.SUPERVISED:  # the policy's mode, or what earned trust made of it
             assert policy.approval is not None
             answer = await self.await_approval(policy.approval, actions)
             if answer == ApprovalAnswer.TIMEOUT:
@@ -320,6 +335,79 @@ class ReliabilityLoop(RemediationLoop):
         self.mode = Mode.SUPERVISED
         return policy.model_copy(update={"mode": Mode.SUPERVISED})
 
+    async def _assess(
+        self, policy: ReliabilityPolicy, target: Target, history: RolloutHistory | None
+    ) -> ReliabilityPolicy:
+        """Earned trust: assess the incident's signature; the policy with its learned confidence floor.
+
+        The diagnosis's confidence is lowered by stale evidence and a bad track record,
+        and the floor moves within the policy's ``trust.confidence`` bounds.
+        """
+        if not self.trusting() or self.diagnosis is None:
+            return policy
+        now, trust = workflow.now(), policy.trust or Trust()
+        alertname = self.alert.labels.get("alertname", "") if self.alert else ""
+        signature = IncidentSignature(
+            loop=self.loop,
+            alert=alertname,
+            service=self.subject,
+            change=change_kind(history, now),
+            diagnosis=self.diagnosis.signature or "unknown",
+        )
+        query = TrustQuery(
+            loop=self.loop,
+            policy=policy.name,
+            actions=[step.type for step in policy.actions],
+            targets=[str(target)],
+            signature=signature,
+            declared=self.diagnosis.signature is not None,
+            trust=trust,
+            at=now,
+        )
+        assessment = await self.assess_trust(query, policy)
+        if assessment is None:
+            return policy
+        ages = [(now - item.at).total_seconds() for item in self.evidence if item.source != "alertmanager"]
+        learned = learned_confidence(
+            self.diagnosis.confidence,
+            policy.min_confidence,
+            trust.confidence,
+            [standing.record for standing in assessment.standings if standing.record is not None],
+            min(ages) if ages else None,
+            max(policy.verify.max_staleness, 60.0),
+        )
+        self.diagnosis = self.diagnosis.model_copy(
+            update={"confidence": learned.value, "lowered_by": learned.lowered_by}
+        )
+        self.pinned_policy = policy.model_copy(update={"min_confidence": learned.required})
+        return self.pinned_policy
+
+    async def _shadow(self, policy: ReliabilityPolicy, target: Target, before: RolloutHistory | None) -> None:
+        """Shadow scoring: after a dry run, watch whether the alert clears by itself or a human fixes it."""
+        window = (policy.trust or Trust()).shadow_window
+        try:
+            await workflow.wait_condition(lambda: self.signal_cleared, timeout=timedelta(seconds=window))
+            cleared = True
+        except TimeoutError:
+            cleared = False
+        after = await self._rollout_history(target)
+        fixed = before is not None and after is not None and after.current_revision != before.current_revision
+        if fixed:
+            assert before is not None and after is not None
+            score = ShadowScore.RIGHT
+            why = (
+                f"a human changed {target} from revision {before.current_revision} to "
+                f"{after.current_revision} within {window:.0f}s: acting would have been right"
+            )
+        elif cleared:
+            score = ShadowScore.NOT_HELPFUL
+            why = f"the alert cleared by itself within {window:.0f}s: acting would not have helped"
+        else:
+            score = ShadowScore.UNDECIDED
+            why = f"within {window:.0f}s the alert neither cleared nor did anyone change {target}"
+        evidence = Evidence(source=TRUST_EVIDENCE, query=SHADOW, value=str(score), at=workflow.now())
+        await self.audit(SHADOW, why, [evidence])
+
     async def _stop_for_kill_switch(self, paused: Paused, would: list[str], target: Target) -> LoopResult:
         if not self.actions:
             await self.audit("suppressed", paused.reason)
@@ -391,7 +479,7 @@ class ReliabilityLoop(RemediationLoop):
             return None
         policy = self.pinned_policy
         required = policy.min_confidence if policy is not None else None
-        lowered = []
+        lowered = list(self.diagnosis.lowered_by)
         if self.diagnosis.signature is None:
             lowered.append(f"{self.diagnosis.summary}: the policy's base confidence applies")
         if required is not None and self.diagnosis.confidence < required:

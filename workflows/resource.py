@@ -33,8 +33,10 @@ from workflows.loop import VERIFY, Paused, RemediationLoop
 
 with workflow.unsafe.imports_passed_through():
     from policies.actions.declaration import activity_name
+    from policies.plan import Plan, PlanOutcome
     from policies.registry import action_spec
     from policies.resource import ACTING, ResourcePolicy, gate_sweep
+    from policies.trust import IncidentSignature, Trust, TrustQuery
     from suture import search_attributes as sa
     from suture.fleet import (
         ENV_TAG,
@@ -210,6 +212,11 @@ class ResourceLoop(RemediationLoop):
         await self.audit("detected", f"{finding.reason}; {money}")
         would = [f"{action_spec(action.type).summary} ({action.type} on {action.target}, {money})"]
         self.timeline.decided = workflow.now()
+        if request.mode in ACTING:
+            gated = await self._trusted(policy, finding, action, would)
+            if gated.outcome == PlanOutcome.ESCALATE:
+                return await self._hand_over(gated.reason, would)
+            action = gated.actions[0] if gated.actions else action
         if action.mode in ACTING:
             production = finding.workload.labels.get(ENV_TAG) in policy.production
             if await self.cap_by_stage(action.mode, in_scope=not production) not in ACTING:
@@ -237,6 +244,39 @@ class ResourceLoop(RemediationLoop):
                 "audit.release_target",
                 TargetRelease(target=str(action.target), workflow_id=workflow_id, acted=bool(self.actions)),
             )
+
+    async def _trusted(
+        self, policy: ResourcePolicy, finding: Finding, action: PlannedAction, would: list[str]
+    ) -> Plan:
+        """Earned trust on one candidate: overrides, an exception on the target, novelty."""
+        plan = Plan(
+            outcome=PlanOutcome.ACT,
+            mode=action.mode,
+            reason=finding.reason,
+            actions=[action],
+            would_have_done=would,
+        )
+        if not self.trusting():
+            return plan
+        signature = IncidentSignature(
+            loop=self.loop,
+            alert=str(finding.waste),
+            service=self.subject,
+            change="none",
+            diagnosis=finding.policy,
+        )
+        query = TrustQuery(
+            loop=self.loop,
+            policy=policy.name,
+            actions=[action.type],
+            targets=[str(action.target)],
+            signature=signature,
+            declared=True,
+            trust=policy.trust or Trust(),
+            at=workflow.now(),
+        )
+        await self.assess_trust(query, policy)
+        return await self.apply_trust(plan)
 
     async def _reclaim(
         self, policy: ResourcePolicy, action: PlannedAction, savings: float, would: list[str]
@@ -297,6 +337,7 @@ class ResourceLoop(RemediationLoop):
                     verdict=Verdict.UNKNOWN, reason=f"health query failed: {error.cause or error}"
                 )
         self.timeline.verified = workflow.now()
+        self.verdict = report.verdict
         for item in report.evidence:
             self.add_evidence(item)
         await self.audit("verified", f"{report.verdict}: {report.reason}", report.evidence)

@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
     from policies.plan import Plan, PlanOutcome
     from policies.scope import CONTAINMENT_SCOPE_INDEX, SignalType
     from policies.security_policy import SecurityPolicy
+    from policies.trust import IncidentSignature, Trust, TrustQuery
     from suture.errors import NON_RETRYABLE
     from suture.identity import security_subject
     from suture.models import (
@@ -129,6 +130,7 @@ class SecurityLoop(RemediationLoop):
         self.finding = assessed
         self.add_evidence(_finding_evidence(assessed, workflow.now()))
         plan = plan_containment(policy, assessed, event.event_id)
+        plan = await self._trusted(policy, plan, assessed, event)
         self.mode = plan.mode
         self.index()
         self.timeline.decided = workflow.now()
@@ -203,6 +205,31 @@ class SecurityLoop(RemediationLoop):
             )
         )
         return assess_credential(event, rules, baseline)
+
+    async def _trusted(self, policy: SecurityPolicy, plan: Plan, finding: Finding, event: AwsEvent) -> Plan:
+        """Earned trust: the finding's signature assessed and audited, the plan through the trust gate."""
+        if not self.trusting():
+            return plan
+        signature = IncidentSignature(
+            loop=self.loop,
+            alert=str(finding.signal),
+            service=self.subject,
+            change=event.event_name,
+            diagnosis=str(finding.signal),
+        )
+        actions = [action.type for action in plan.actions] or [step.type for step in policy.actions]
+        query = TrustQuery(
+            loop=self.loop,
+            policy=policy.name,
+            actions=actions,
+            targets=[str(action.target) for action in plan.actions],
+            signature=signature,
+            declared=True,
+            trust=policy.trust or Trust(),
+            at=workflow.now(),
+        )
+        await self.assess_trust(query, policy)
+        return await self.apply_trust(plan)
 
     async def _dependents(self, event: AwsEvent, signal: SignalType) -> list[str]:
         if signal != SignalType.ROLE_CREDENTIAL_ANOMALY:
@@ -301,7 +328,7 @@ class SecurityLoop(RemediationLoop):
             for item in report.evidence:
                 self.add_evidence(item)
         self.timeline.verified = workflow.now()
-        verdict = _worst(report.verdict for report in reports)
+        verdict = self.verdict = _worst(report.verdict for report in reports)
         reason = "; ".join(report.reason for report in reports)
         await self.audit(
             "verified", f"{verdict}: {reason}", [e for report in reports for e in report.evidence]
@@ -357,6 +384,9 @@ class SecurityLoop(RemediationLoop):
         self._queued.append((step, detail, evidence or []))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_queued())
+
+    async def audit_trust(self, step: str, detail: str, evidence: list[Evidence]) -> None:
+        self.audit_later(step, detail, evidence)
 
     async def audit(
         self, step: str, detail: str, evidence: list[Evidence] | None = None, actor: str = "suture"

@@ -17,7 +17,7 @@ from temporalio.exceptions import ApplicationError
 from policies.engine import select_policy
 from policies.loading import load_policy_file
 from policies.models import Policy, PolicyQuery, PolicySelection
-from suture.stages import Stage, StageQuery, StageState
+from policies.trust import TrustAssessment, TrustQuery
 from suture.models import (
     ActionOutcome,
     AuditEntry,
@@ -42,6 +42,7 @@ from suture.models import (
     TargetRelease,
     Verdict,
 )
+from suture.stages import Stage, StageQuery, StageState
 
 NOW = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
 
@@ -61,6 +62,9 @@ class FakeBookkeeping:
     stage: Stage = Stage.LIVE
     """The activation stage every loop is at; a test may move it (even while a run waits)."""
     stage_reads: list[StageQuery] = field(default_factory=list)
+    trust: TrustAssessment = field(default_factory=TrustAssessment)
+    """What ``trust.assess`` answers: nothing known (no override, exception or record) by default."""
+    trust_queries: list[TrustQuery] = field(default_factory=list)
     calls: list[tuple[str, Any]] = field(default_factory=list)
     journal: Path | None = None
     """When set, every call is also appended to this file: a record that outlives the process."""
@@ -125,6 +129,11 @@ class FakeBookkeeping:
                 loop=query.loop, stage=world.stage, since=NOW, by="oncall-alice", configured=True
             )
 
+        @activity.defn(name="trust.assess")
+        async def assess(query: TrustQuery) -> TrustAssessment:
+            world.trust_queries.append(query)
+            return world.trust
+
         @activity.defn(name="runs.finished_run")
         async def finished_run(ref: RunRef) -> FinishedRun:
             for result in world.closed:
@@ -135,7 +144,7 @@ class FakeBookkeeping:
                     )
             raise ApplicationError(f"no run {ref.workflow_id!r}", type="TargetNotFound", non_retryable=True)
 
-        return [select, record, claim, release, close, escalate, kill_switch, stage, finished_run]
+        return [select, record, claim, release, close, escalate, kill_switch, stage, assess, finished_run]
 
 
 @dataclass

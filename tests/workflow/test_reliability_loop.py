@@ -104,7 +104,7 @@ async def test_a_regression_after_a_rollout_is_rolled_back_and_verified(
     assert world.called("k8s.restore_deployment") == []
     assert result.policy == "checkout-latency" and result.policy_version
     assert result.timeline.detected and result.timeline.acted and result.timeline.verified
-    assert [entry.step for entry in world.audit][:2] == ["detected", "decided"]
+    assert [entry.step for entry in world.audit][:3] == ["detected", "assessed", "decided"]
     assert world.called("audit.release_target")[0].acted is True
     assert world.closed == [result]
 
