@@ -67,6 +67,7 @@ def activity_providers(
     ]
     providers.append(aws if aws is not None else aws_containment())
     providers.append(graph_provider(settings, store, kube_api, list(policy_dirs or settings.policy_dirs)))
+    providers.append(kafka_provider())
     providers += resource_providers(
         settings,
         store=store,
@@ -85,6 +86,15 @@ def graph_provider(settings: Settings, store: AuditStore, kube_api: Any, policy_
 
     probe = PrometheusProbe(connect(settings.prometheus_url))
     return GraphActivities(GraphStore(store.engine), kube_api, probe, policy_dirs)
+
+
+def kafka_provider() -> Any:
+    """Kafka actions against ``SUTURE_KAFKA_BOOTSTRAP`` (``localhost:9092``); clients connect per call."""
+    import os
+
+    from activities.kafka import KafkaActions
+
+    return KafkaActions(os.environ.get("SUTURE_KAFKA_BOOTSTRAP", "localhost:9092"))
 
 
 def kubernetes_client(settings: Settings) -> Any:

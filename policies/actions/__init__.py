@@ -10,7 +10,13 @@ signatures. Importing the package registers every action.
 
 from __future__ import annotations
 
-from policies.actions import aws, kubernetes, prometheus, resource  # importing them registers the actions
+from policies.actions import (  # importing them registers the actions
+    aws,
+    kafka,
+    kubernetes,
+    prometheus,
+    resource,
+)
 from policies.actions.declaration import (
     ActionParams,
     ActionSpec,
@@ -45,6 +51,7 @@ __all__ = [
     "declare",
     "declared_activities",
     "implements",
+    "kafka",
     "kubernetes",
     "over_the_cap",
     "prometheus",

@@ -52,18 +52,23 @@ class RbacRule:
 
 @dataclass(frozen=True)
 class Permissions:
-    """What the worker's identity needs: IAM actions (``service:Action``) and RBAC rules."""
+    """What the worker's identity needs: IAM actions (``service:Action``), RBAC rules, Kafka ACLs.
+
+    Kafka ACLs read ``Operation:ResourceType`` (``Read:Topic``, ``Write:Topic``, ``Read:Group``).
+    """
 
     iam: tuple[str, ...] = ()
     rbac: tuple[RbacRule, ...] = ()
+    kafka: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.iam or self.rbac)
+        return bool(self.iam or self.rbac or self.kafka)
 
     def __or__(self, other: Permissions) -> Permissions:
         return Permissions(
             iam=tuple(dict.fromkeys((*self.iam, *other.iam))),
             rbac=tuple(dict.fromkeys((*self.rbac, *other.rbac))),
+            kafka=tuple(dict.fromkeys((*self.kafka, *other.kafka))),
         )
 
     def iam_for(self, operation: str) -> str:
@@ -72,7 +77,7 @@ class Permissions:
         return ", ".join(named or self.iam)
 
     def describe(self) -> str:
-        return "; ".join([*self.iam, *(str(rule) for rule in self.rbac)])
+        return "; ".join([*self.iam, *(str(rule) for rule in self.rbac), *self.kafka])
 
 
 # --- activities -----------------------------------------------------------------------
