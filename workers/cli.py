@@ -454,6 +454,125 @@ def policy_check(files: Annotated[list[Path], typer.Argument(help="Policy YAML f
         raise typer.Exit(2)
 
 
+@policy_app.command("promotions")
+def policy_promotions(
+    as_json: JsonFlag = False,
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild", help="First recompute every track record from the audit trail.")
+    ] = False,
+) -> None:
+    """Action classes whose supervised track record earns autonomy, with the evidence (never applied)."""
+    from policies.loading import load_policies
+    from suture import trust_store
+    from workers.trust_commands import promotions
+
+    settings = _settings()
+    policies = _run(lambda: load_policies(settings.policy_dirs))
+
+    def work(store: Any) -> list[Any]:
+        if rebuild:
+            trust_store.rebuild(store)
+        return promotions(store, policies)
+
+    found = _with_store(work)
+    if as_json:
+        _print_json([item.model_dump(mode="json") for item in found])
+        return
+    table = Table("policy", "action", "mode", "supervised ok", "needed", "recommend", "why")
+    for item in found:
+        mark = "[green]promote[/green]" if item.recommended else "-"
+        table.add_row(
+            item.policy,
+            item.action,
+            str(item.current),
+            str(item.supervised_successes),
+            str(item.needed),
+            mark,
+            item.why,
+        )
+    console.print(table)
+
+
+@policy_app.command("promote")
+def policy_promote(
+    policy: Annotated[str, typer.Argument(help="Policy name.")],
+    action: Annotated[str, typer.Argument(help="Action class, e.g. k8s.rollback.")],
+    as_: Annotated[str, _as_option("Your name, for the audit trail.")],
+    reason: Annotated[str, typer.Option(help="Why (default: the evidence).")] = "",
+) -> None:
+    """Let one action class of a policy act without approval from now on (audited; the file stays)."""
+    from policies.loading import load_policies
+    from workers.trust_commands import promote
+
+    settings = _settings()
+    policies = _run(lambda: load_policies(settings.policy_dirs))
+    standing = _with_store(lambda store: promote(store, policies, policy, action, as_, reason))
+    console.print(f"{action} of {policy} promoted to autonomous by {as_} ({standing.why})")
+
+
+@app.command()
+def feedback(
+    run: Annotated[str, typer.Argument(help="Workflow ID of a finished run or escalation.")],
+    verdict: Annotated[str, typer.Argument(help="useful, wrong or unnecessary.")],
+    as_: Annotated[str, _as_option("Your name, for the audit trail.")],
+    note: Note = "",
+) -> None:
+    """Judge a run: counted in its track record and shadow score; wrong on an autonomous run demotes it."""
+    from workers.trust_commands import feedback as give
+
+    demoted = _with_store(lambda store: give(store, run, as_, verdict, note))
+    console.print(f"{run} judged {verdict} by {as_}")
+    for item in demoted:
+        console.print(f"{item} demoted to supervised")
+
+
+@app.command("except")
+def except_(
+    target: Annotated[str | None, typer.Argument(help="Target, e.g. shop/checkout or shop/*.")] = None,
+    as_: Annotated[str | None, _as_option("Your name, for the audit trail.")] = None,
+    reason: Annotated[str, typer.Option(help="Why the target is exempt.")] = "",
+    until: Annotated[
+        str | None, typer.Option(help="Until when: 2026-12-01 or 2026-12-01T18:00 (UTC).")
+    ] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List the exceptions.")] = False,
+    remove: Annotated[bool, typer.Option("--remove", help="End the target's exception now.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Exempt a target from actions until a date: its runs escalate instead. Expiry needs nothing."""
+    from suture import trust_store
+    from workers.trust_commands import exception_rows, loop_of_target, parse_until
+
+    if list_ or target is None:
+        rows = _with_store(exception_rows)
+        if as_json:
+            _print_json(rows)
+            return
+        table = Table("target", "until", "by", "reason", "state")
+        for row in rows:
+            state = "active" if row["active"] else "ended"
+            table.add_row(
+                row["target"], row["until"].isoformat(timespec="minutes"), row["by"], row["reason"], state
+            )
+        console.print(table if rows else "no exceptions")
+        return
+    if not as_:
+        errors.print("[red]error:[/red] --as NAME is required: the audit trail records who did it")
+        raise typer.Exit(2)
+    loop = loop_of_target(target)
+    if remove:
+        count = _with_store(lambda store: trust_store.remove_exception(store, loop, target, as_))
+        console.print(f"ended {count} exception(s) of {target}")
+        return
+    if until is None or not reason:
+        errors.print("[red]error:[/red] an exception needs --until DATE and --reason")
+        raise typer.Exit(2)
+    when = _run(lambda: parse_until(until))
+    _with_store(lambda store: trust_store.add_exception(store, loop, target, as_, reason, when))
+    console.print(
+        f"{target} is exempt from actions until {when.isoformat(timespec='minutes')}: its runs escalate"
+    )
+
+
 @app.command()
 def unlock(
     target: Annotated[str, typer.Argument(help="The locked target, e.g. shop/checkout.")],
