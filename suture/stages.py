@@ -31,7 +31,7 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from suture.models import Contract, Loop, Mode
+from suture.models import Contract, Loop, Mode, PlannedAction
 
 MAX_DRY_RUN_RATE = 0.05
 """Logged (would-have) actions per day, as a share of the workloads, above which detection is too loose."""
@@ -208,3 +208,19 @@ def parse_periods(text: str) -> StagePeriods:
     """``30/14/30`` (days of read_only/dry_run/live_scoped) as :class:`StagePeriods`."""
     read_only, dry_run, live_scoped = (float(part) for part in text.split("/"))
     return StagePeriods(read_only=read_only, dry_run=dry_run, live_scoped=live_scoped)
+
+
+# --- write permissions, asked of the systems -------------------------------------------
+
+
+class PermissionQuery(Contract):
+    """Does the worker's identity hold what ``actions`` need? (``readiness.write_permissions``)."""
+
+    actions: list[PlannedAction]
+
+
+class PermissionVerdict(Contract):
+    """What the systems answered: permissions missing, and those nobody could be asked about."""
+
+    missing: list[str] = []
+    unverified: list[str] = []

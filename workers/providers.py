@@ -48,6 +48,7 @@ def activity_providers(
     from activities.notify import Escalation
     from activities.policy_store import PolicyStore
     from activities.prometheus import PrometheusProbe, connect
+    from activities.readiness import PermissionProbe
     from activities.trust import TrustActivities
     from suture.stages import Stage
     from suture.store import AuditStore
@@ -65,7 +66,8 @@ def activity_providers(
         KubernetesActions(kube_api),
         TrustActivities(store),
     ]
-    providers.append(aws if aws is not None else aws_containment())
+    aws = aws if aws is not None else aws_containment()
+    providers.append(aws)
     providers.append(graph_provider(settings, store, kube_api, list(policy_dirs or settings.policy_dirs)))
     providers.append(kafka_provider())
     providers += resource_providers(
@@ -75,6 +77,7 @@ def activity_providers(
         kube_api=kube_api,
         aws=providers[-1],
     )
+    providers.append(PermissionProbe(kube_api, aws.client))
     return providers
 
 

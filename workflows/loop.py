@@ -77,7 +77,15 @@ with workflow.unsafe.imports_passed_through():
         Timeline,
         Verdict,
     )
-    from suture.stages import ACTING, Stage, StageQuery, StageState, cap_mode
+    from suture.stages import (
+        ACTING,
+        PermissionQuery,
+        PermissionVerdict,
+        Stage,
+        StageQuery,
+        StageState,
+        cap_mode,
+    )
 
 ResultT = TypeVar("ResultT")
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -99,6 +107,8 @@ NOTIFY = RetryPolicy(
     non_retryable_error_types=NON_RETRYABLE,
 )
 """A channel gets a few tries; then the next channel of the policy is tried."""
+ASK = RetryPolicy(initial_interval=timedelta(milliseconds=200), maximum_attempts=3)
+"""Asking whether an action is permitted: a few tries, then the action itself is the test."""
 MAX_EVIDENCE = 200
 MAX_IGNORED_SIGNALS = 50
 """Malformed signals kept for the audit trail; a flood beyond this is counted, not kept."""
@@ -718,6 +728,31 @@ class RemediationLoop:
         )
         await self.audit("dry_run", "would have done: " + "; ".join(would_have_done))
         return await self.finish(Outcome.DRY_RUN, why)
+
+    async def permission_refusal(self, actions: list[PlannedAction]) -> str | None:
+        """Why the worker's identity may not take ``actions``, asked of Kubernetes and AWS; None if it may.
+
+        A run that would act asks first, so a missing permission escalates before
+        anything is touched instead of failing halfway through a saga. When nobody
+        can be asked (the check itself fails), the run goes on: the action's own
+        error is then the answer. Runs recorded before the check replay without it.
+        """
+        if not actions or not workflow.patched("write-permissions"):
+            return None
+        try:
+            verdict = await self.call(
+                "readiness.write_permissions", PermissionQuery(actions=actions), PermissionVerdict, ASK
+            )
+        except ActivityError:
+            return None
+        if not verdict.missing:
+            return None
+        reason = (
+            f"the worker's identity lacks {'; '.join(verdict.missing)}: nothing was done "
+            "(grant what `suture permissions --iam|--rbac` prints)"
+        )
+        await self.audit("permission_missing", reason)
+        return reason
 
     async def _stage_lowered(self, action: PlannedAction) -> Paused | None:
         """The stage read again before ``action``: moved back since the run decided, nothing more is done."""

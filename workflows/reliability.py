@@ -180,8 +180,11 @@ class ReliabilityLoop(RemediationLoop):
             return await self.finish(Outcome.DRY_RUN, decision.reason)
         if decision.outcome != PlanOutcome.ACT:
             return await self._hand_over(decision.reason, decision.would_have_done)
-        if await self.cap_by_stage(policy.mode) == Mode.DRY_RUN:
+        if await self.cap_by_stage(decision.mode) == Mode.DRY_RUN:
             return await self.record_would_have(decision.would_have_done)
+        refusal = await self.permission_refusal(decision.actions)
+        if refusal is not None:
+            return await self._hand_over(refusal, decision.would_have_done, target)
 
         claim = await self.call(
             "audit.claim_target",

@@ -221,6 +221,9 @@ class ResourceLoop(RemediationLoop):
             production = finding.workload.labels.get(ENV_TAG) in policy.production
             if await self.cap_by_stage(action.mode, in_scope=not production) not in ACTING:
                 return await self.record_would_have(would)
+            refusal = await self.permission_refusal([action])
+            if refusal is not None:
+                return await self._hand_over(refusal, would)
         if request.mode not in ACTING:
             why = request.reason_for_mode or f"policy {policy.name} is in {request.mode}"
             await self.audit("dry_run", f"would have done: {would[0]} ({why})")

@@ -146,6 +146,9 @@ class SecurityLoop(RemediationLoop):
             )
         if await self.cap_by_stage(plan.mode) == Mode.DRY_RUN:
             return await self.record_would_have(plan.would_have_done)
+        refusal = await self.permission_refusal(plan.actions)
+        if refusal is not None:
+            return await self._hand_over(refusal, plan.would_have_done)
         return await self._contain(policy, plan)
 
     # --- steps ------------------------------------------------------------------------

@@ -42,7 +42,7 @@ from suture.models import (
     TargetRelease,
     Verdict,
 )
-from suture.stages import Stage, StageQuery, StageState
+from suture.stages import PermissionQuery, PermissionVerdict, Stage, StageQuery, StageState
 
 NOW = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
 
@@ -62,6 +62,9 @@ class FakeBookkeeping:
     stage: Stage = Stage.LIVE
     """The activation stage every loop is at; a test may move it (even while a run waits)."""
     stage_reads: list[StageQuery] = field(default_factory=list)
+    missing_permissions: list[str] = field(default_factory=list)
+    """What ``readiness.write_permissions`` reports the identity lacks."""
+    permission_asks: list[PermissionQuery] = field(default_factory=list)
     trust: TrustAssessment = field(default_factory=TrustAssessment)
     """What ``trust.assess`` answers: nothing known (no override, exception or record) by default."""
     trust_queries: list[TrustQuery] = field(default_factory=list)
@@ -134,6 +137,11 @@ class FakeBookkeeping:
             world.trust_queries.append(query)
             return world.trust
 
+        @activity.defn(name="readiness.write_permissions")
+        async def permissions(query: PermissionQuery) -> PermissionVerdict:
+            world.permission_asks.append(query)
+            return PermissionVerdict(missing=list(world.missing_permissions))
+
         @activity.defn(name="runs.finished_run")
         async def finished_run(ref: RunRef) -> FinishedRun:
             for result in world.closed:
@@ -144,7 +152,19 @@ class FakeBookkeeping:
                     )
             raise ApplicationError(f"no run {ref.workflow_id!r}", type="TargetNotFound", non_retryable=True)
 
-        return [select, record, claim, release, close, escalate, kill_switch, stage, assess, finished_run]
+        return [
+            select,
+            record,
+            claim,
+            release,
+            close,
+            escalate,
+            kill_switch,
+            stage,
+            permissions,
+            assess,
+            finished_run,
+        ]
 
 
 @dataclass

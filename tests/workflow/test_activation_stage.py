@@ -78,3 +78,18 @@ async def test_live_scoped_leaves_the_security_loop_recording_only(env: Workflow
 
     assert result.outcome == Outcome.DRY_RUN
     assert world.called("iam.deactivate_access_key") == []
+
+
+async def test_a_missing_write_permission_escalates_before_anything_is_touched(
+    env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    lacking = "patch apps/deployments in shop (denied)"
+    world = world_for(tmp_path, missing_permissions=[lacking])
+
+    result = await run_to_end(env, world)
+
+    assert result.outcome == Outcome.ESCALATED
+    assert acted(world) == []
+    assert lacking in result.reason
+    assert world.briefings and lacking in world.briefings[0].reason
+    assert [action.type for action in world.permission_asks[0].actions] == ["k8s.rollback"]
