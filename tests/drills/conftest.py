@@ -1,7 +1,8 @@
-"""One embedded stack for every drill of the session: starting it costs ~10 s."""
+"""One embedded stack for every drill of the session; the reliability drills run on it once."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -9,7 +10,11 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from sandbox.drill import DrillResult
+from sandbox.reliability_drills import saturated_service
+from sandbox.runner import all_drills, run_on
 from sandbox.stack import Stack
+from suture.models import LoopResult
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -33,3 +38,16 @@ async def record_histories(stack: Stack, runs: dict[str, str | None]) -> None:
         if workflow_id:
             history = await stack.client.get_workflow_handle(workflow_id).fetch_history()
             (HISTORIES / f"{name}.json").write_text(history.to_json())
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def reliability(stack: Stack) -> tuple[dict[str, DrillResult], LoopResult]:
+    drills = [drill for drill in all_drills().values() if drill.loop == "reliability"]
+    report, (approved, _checks) = await asyncio.gather(
+        run_on(stack, drills, lambda _message: None),
+        saturated_service(stack, "search-approved", approver="oncall-alice"),
+    )
+    results = {result.scenario: result for result in report.drills}
+    runs = {name: result.workflow_id for name, result in results.items()}
+    await record_histories(stack, {**runs, "approval-granted": approved.workflow_id})
+    return results, approved

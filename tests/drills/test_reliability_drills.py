@@ -6,33 +6,14 @@ each test then checks one drill against the contract's expectations.
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
-import pytest_asyncio
 
 from sandbox.drill import DrillResult
-from sandbox.reliability_drills import saturated_service
-from sandbox.runner import all_drills, run_on
-from sandbox.stack import Stack
 from suture.models import LoopResult
-from tests.drills.conftest import record_histories
 
 pytestmark = [pytest.mark.drill, pytest.mark.asyncio(loop_scope="session")]
-
-
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def reliability(stack: Stack) -> tuple[dict[str, DrillResult], LoopResult]:
-    drills = [drill for drill in all_drills().values() if drill.loop == "reliability"]
-    report, (approved, _checks) = await asyncio.gather(
-        run_on(stack, drills, lambda _message: None),
-        saturated_service(stack, "search-approved", approver="oncall-alice"),
-    )
-    results = {result.scenario: result for result in report.drills}
-    runs = {name: result.workflow_id for name, result in results.items()}
-    await record_histories(stack, {**runs, "approval-granted": approved.workflow_id})
-    return results, approved
 
 
 def outcome(results: tuple[dict[str, DrillResult], LoopResult], name: str) -> DrillResult:

@@ -10,8 +10,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sandbox.runner import all_drills, run_on
+from sandbox.drill import DrillResult
 from sandbox.stack import Stack
+from suture.models import LoopResult
 
 pytestmark = [pytest.mark.drill, pytest.mark.asyncio(loop_scope="session")]
 
@@ -25,11 +26,12 @@ def samples(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     }
 
 
-async def test_a_resolved_drill_shows_up_in_the_workers_run_action_and_mttr_metrics(stack: Stack) -> None:
+async def test_a_resolved_drill_shows_up_in_the_workers_run_action_and_mttr_metrics(
+    stack: Stack, reliability: tuple[dict[str, DrillResult], LoopResult]
+) -> None:
     assert stack.metrics_url is not None
     assert ("worker metrics", stack.metrics_url) in stack.addresses()
-    report = await run_on(stack, [all_drills()["bad-deploy-latency"]], lambda _message: None)
-    assert report.drills[0].passed, report.drills[0].detail
+    assert reliability[0]["bad-deploy-latency"].passed, reliability[0]["bad-deploy-latency"].detail
     found = samples(stack.metrics_url)
     resolved = frozenset({("loop", "reliability"), ("outcome", "resolved")})
     assert found[("suture_runs_closed_total", resolved)] >= 1
