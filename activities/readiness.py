@@ -300,7 +300,8 @@ def _action_needs(action: PlannedAction) -> list[Need]:
 
 
 def _one_line(error: BaseException) -> str:
-    return str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
 
 
 # --- the inventory --------------------------------------------------------------------------
@@ -611,6 +612,12 @@ class Readiness:
             ]
             unknown = [f"{need}: {why}" for need, (ok, why) in zip(needs, answers, strict=True) if ok is None]
             check = f"write {spec.name}"
+            if not needs:
+                described = spec.permissions.describe() or "nothing"
+                lines.append(
+                    available(check, Kind.WRITE, f"no IAM or RBAC permission to ask (declares {described})")
+                )
+                continue
             if missing:
                 lines.append(
                     blocked(

@@ -107,7 +107,7 @@ class MotoSandbox:
         return sandbox
 
     def start(self) -> str:
-        """Start moto and return its endpoint URL.
+        """Start moto, able to simulate IAM policies, and return its endpoint URL.
 
         boto3 signs every request, so a process without AWS credentials gets the
         sandbox's (never real ones: the endpoint is loopback and moto checks nothing).
@@ -115,6 +115,7 @@ class MotoSandbox:
         os.environ.setdefault("AWS_ACCESS_KEY_ID", ADMIN[0])
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", ADMIN[1])
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+        serve_policy_simulation()
         self._server = ThreadedMotoServer(ip_address=LOOPBACK, port=0, verbose=False)
         self._server.start()
         host, port = self._server.get_host_and_port()
@@ -582,3 +583,32 @@ def _iso(at: datetime) -> str:
 
 def _millis(iso: str) -> int:
     return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+DENIED_IAM_ACTIONS: set[str] = set()
+"""IAM actions the sandbox's identity lacks, as ``iam:SimulatePrincipalPolicy`` reports them."""
+
+
+def serve_policy_simulation() -> None:
+    """Teach this process's moto ``iam:SimulatePrincipalPolicy``, which it does not implement.
+
+    suture's readiness check asks IAM whether its identity may run each action
+    the registry declares; the sandbox answers "allowed" for everything except
+    :data:`DENIED_IAM_ACTIONS`, so a drill can take a permission away.
+    """
+    from moto.core.responses import ActionResult
+    from moto.iam.responses import IamResponse
+
+    def simulate_principal_policy(self: IamResponse) -> ActionResult:
+        names = self._get_param("ActionNames") or []
+        results = [
+            {
+                "EvalActionName": name,
+                "EvalResourceName": "*",
+                "EvalDecision": "implicitDeny" if name in DENIED_IAM_ACTIONS else "allowed",
+            }
+            for name in names
+        ]
+        return ActionResult({"EvaluationResults": results, "IsTruncated": False})
+
+    IamResponse.simulate_principal_policy = simulate_principal_policy  # type: ignore[attr-defined]

@@ -19,6 +19,9 @@ those gaps so that rollout code which is wrong on a real cluster fails here too:
 * ``<resource>/<name>/scale`` reads and writes an ``autoscaling/v1`` Scale that
   only carries ``spec.replicas``, as on a real cluster;
 * list requests honour ``labelSelector``;
+* ``SelfSubjectAccessReview`` is answered (allowed, unless a drill denies a verb in
+  :attr:`SandboxApiServer.denied`), so the readiness checks ask the same API they
+  ask a real cluster;
 * (not closed) ``/api/v1/namespaces`` cannot be served: kmock reads the word
   ``namespaces`` as the start of a namespaced path, so Namespace objects do not exist;
 * the server sets ``uid``, ``resourceVersion`` and ``generation`` (bumped when the
@@ -76,6 +79,8 @@ class SandboxApiServer(kmock.KubernetesEmulator):
     """kmock's Kubernetes emulator with the API semantics rollout code depends on."""
 
     _versions: int = attrs.field(default=0, init=False)
+    denied: set[tuple[str, str, str, str]] = attrs.field(factory=set, init=False)
+    """(group, resource, verb, namespace) the worker's identity lacks; SelfSubjectAccessReview says so."""
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -84,6 +89,8 @@ class SandboxApiServer(kmock.KubernetesEmulator):
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         del self._requests[:-REQUEST_LOG_LIMIT]
+        if str(request.url.path).endswith("/selfsubjectaccessreviews"):
+            return self._review_access(request)
         if request.resource is not None and request.name is not None:
             if request.subresource == "scale":
                 return await self._serve_scale(request)
@@ -92,6 +99,26 @@ class SandboxApiServer(kmock.KubernetesEmulator):
         if request.action == kmock.action.CREATE and isinstance(request.data, dict):
             self._stamp_created(request.data)
         return await super()._handle(request)
+
+    def _review_access(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        """Answer a SelfSubjectAccessReview as an API server with RBAC would.
+
+        Everything is allowed but what :attr:`denied` lists; a denial in one
+        namespace also denies the cluster-wide question, as RBAC does.
+        """
+        review = request.data if isinstance(request.data, dict) else {}
+        asked = review.get("spec", {}).get("resourceAttributes", {})
+        resource = asked.get("resource", "")
+        if asked.get("subresource"):
+            resource += "/" + asked["subresource"]
+        namespace = asked.get("namespace") or ""
+        denied = any(
+            (group, name, verb) == (asked.get("group", ""), resource, asked.get("verb", ""))
+            and (not namespace or where == namespace)
+            for group, name, verb, where in self.denied
+        )
+        review["status"] = {"allowed": not denied, **({"reason": "denied by the sandbox"} if denied else {})}
+        return aiohttp.web.json_response(review, status=201)
 
     async def _serve_list(self, request: kmock.Request) -> Any:
         payload: Any = await super()._serve_list(request)

@@ -138,6 +138,7 @@ class Stack(EmbeddedStack):
             self.on_stop(lambda: asyncio.to_thread(self.escalations.stop))
         if self.sandbox:
             await self._start_estate()
+            await asyncio.to_thread(self._stage_loops_live)
         # Briefings go to the configured channel, else to the stack's own inbox (else the log).
         inbox = self.escalations.url if self.with_inbox else None
         self.overrides = replace(
@@ -147,6 +148,24 @@ class Stack(EmbeddedStack):
             aws=aws_containment(self.aws.endpoint_url) if self.aws else None,
             prometheus_url=self.monitoring.prometheus_url if self.monitoring else None,
         )
+
+    def _stage_loops_live(self) -> None:
+        """The estate is there to be healed: each loop nobody has staged yet starts ``live`` (audited).
+
+        A production store starts every loop at ``read_only``; a stage someone set
+        (``suture stage``) is left as it is.
+        """
+        from suture.models import Loop
+        from suture.stages import Stage
+        from suture.store import AuditStore
+
+        store = AuditStore.from_settings(self.settings)
+        try:
+            for loop in Loop:
+                if not store.stage(loop).configured:
+                    store.set_stage(loop, Stage.LIVE, by="sandbox", reason="the drill estate's loops act")
+        finally:
+            store.close()
 
     async def _start_estate(self) -> None:
         from sandbox.estate import Estate

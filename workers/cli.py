@@ -767,6 +767,16 @@ def bench(
         console.print(table)
 
 
+def _register_readiness() -> None:
+    """``suture readiness`` and ``suture stage`` live in their own module; they use this one's helpers."""
+    from workers import readiness_cli
+
+    readiness_cli.register(app, sys.modules[__name__])
+
+
+_register_readiness()
+
+
 def main() -> None:
     """The ``suture`` command: run it, then leave without tearing the interpreter down.
 

@@ -121,6 +121,13 @@ async def run_up(settings: Settings, *, sandbox: bool, ui_port: int, say: Say) -
         if not settings.webhook_token:
             # Shown once, here: senders need it, and nothing else prints or stores it.
             say(f"{'webhook token':<16} {stack.token}  (generated; set SUTURE_WEBHOOK_TOKEN to choose one)")
+        from suture.models import Loop
+        from suture.stages import Stage
+
+        for loop in Loop:
+            staged = stack.store.stage(loop, Stage(settings.default_stage))
+            how = "" if staged.configured else " (the default; `suture stage` moves it)"
+            say(f"{loop.value + ' stage':<16} {staged.stage}{how}")
         say("Ctrl-C stops everything.")
         await _until_stopped()
 

@@ -697,7 +697,7 @@ class RemediationLoop:
             await self.audit("acted", f"{action.type} on {action.target}: {outcome.detail}", outcome.evidence)
         return None
 
-    async def cap_by_stage(self, mode: Mode, in_scope: bool = False) -> Mode:
+    async def cap_by_stage(self, mode: Mode | None, in_scope: bool = False) -> Mode | None:
         """The mode this run may use at its loop's stage: ``mode``, or ``dry_run`` where it forbids acting.
 
         Called once the plan (and any other gate) has set ``mode``, before any
