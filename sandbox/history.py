@@ -36,7 +36,7 @@ Shape = Callable[[int, random.Random], float]
 
 def idle(level: float = 0.035) -> Shape:
     """Barely used: a few percent, with noise that never reaches the idle bar."""
-    return lambda _hour, rng: max(0.0, level + rng.uniform(-0.012, 0.012))
+    return lambda _hour, rng: max(0.0, level + rng.uniform(-0.008, 0.008))
 
 
 def busy(low: float = 0.3, high: float = 0.55) -> Shape:

@@ -119,6 +119,7 @@ class Stack(EmbeddedStack):
         self.estate: Any = None
         self.monitoring: Any = None
         self.aws: Any = None
+        self.resources: Any = None
 
     def addresses(self) -> list[tuple[str, str]]:
         shown = super().addresses()
@@ -171,6 +172,7 @@ class Stack(EmbeddedStack):
         from sandbox.estate import Estate
         from sandbox.kube import KubeEmulator
         from sandbox.monitoring import Monitoring
+        from sandbox.resource_estate import history_writer, seed_resource_estate
 
         self.kube = KubeEmulator()
         self.on_stop(self.kube.stop)
@@ -179,17 +181,23 @@ class Stack(EmbeddedStack):
         self.estate = Estate(self.kube_api)
         self.on_stop(self.estate.stop)
         await self.estate.start()
-        self.monitoring = Monitoring(
-            self.state_dir / "monitoring", f"{self.ingress_url}/alerts/alertmanager", self.token
-        )
-        self.on_stop(lambda: asyncio.to_thread(self.monitoring.stop))
-        await asyncio.to_thread(self.monitoring.start)
         if self.with_aws:
             from sandbox.aws import MotoSandbox
 
             self.aws = MotoSandbox()
             self.on_stop(lambda: asyncio.to_thread(self.aws.stop))
             await asyncio.to_thread(self.aws.start)
+        # The resource fleets exist before Prometheus starts, so their 30 days of
+        # history can be written into its TSDB under the IDs moto gave them.
+        self.resources = await asyncio.to_thread(seed_resource_estate, self.aws, self.kube_api)
+        self.monitoring = Monitoring(
+            self.state_dir / "monitoring",
+            f"{self.ingress_url}/alerts/alertmanager",
+            self.token,
+            history=history_writer(self.resources, self.state_dir / "history", time.time),
+        )
+        self.on_stop(lambda: asyncio.to_thread(self.monitoring.stop))
+        await asyncio.to_thread(self.monitoring.start)
 
     async def stop(self) -> None:
         for exporter in self._exporters.values():

@@ -75,7 +75,7 @@ def activity_providers(
         store=store,
         policies=providers[0],
         kube_api=kube_api,
-        aws=providers[-1],
+        aws=aws,
     )
     providers.append(PermissionProbe(kube_api, aws.client))
     return providers
