@@ -168,6 +168,8 @@ def judge_workload(
             WasteClass.TOO_YOUNG,
             f"{usage.history_days:.1f} days of history, fewer than {rules.min_history / DAY:.0f}",
         )
+    if not any(_looks_wasteful(policy, workload, usage) for policy in governing):
+        return Judgement(WasteClass.IN_USE, f"95th percentile {usage.p95:.0%}: in use")
     if usage.max >= rules.burst_above or usage.burst_days >= rules.periodic_days:
         return Judgement(
             WasteClass.BURSTY_PROTECTED,
@@ -179,6 +181,13 @@ def judge_workload(
         if judged is not None:
             return judged
     return Judgement(WasteClass.IN_USE, f"95th percentile {usage.p95:.0%}: in use")
+
+
+def _looks_wasteful(policy: ResourcePolicy, workload: Workload, usage: UtilisationSummary) -> bool:
+    """Whether the percentile alone would make it a candidate under ``policy``."""
+    if policy.finding == "idle":
+        return usage.p95 < policy.rules.idle_below
+    return workload.kind == WorkloadKind.DEPLOYMENT and usage.p95 < policy.rules.overprovisioned_below
 
 
 def _judge_under(
