@@ -399,6 +399,8 @@ def pause(
     _with_store(lambda store: store.pause(scope, by=as_, reason=reason))
     which = "every loop" if scope == "all" else f"the {scope} loop"
     console.print(f"paused {which} as {as_}: no new action starts until `suture resume`")
+    if scope in ("all", "resource"):
+        _sweep_schedule_paused(True, f"paused by {as_}: {reason or 'kill switch'}")
 
 
 @app.command()
@@ -411,6 +413,66 @@ def resume(
     _with_store(lambda store: store.resume(scope, by=as_))
     which = "every loop" if scope == "all" else f"the {scope} loop"
     console.print(f"resumed {which} as {as_}")
+    if scope in ("all", "resource") and not _with_store(lambda store: store.switch_state("resource").paused):
+        _sweep_schedule_paused(False, f"resumed by {as_}")
+
+
+def _sweep_schedule_paused(paused: bool, note: str) -> None:
+    """Pause or unpause the resource sweep's schedule beside the kill switch (which alone is binding)."""
+    from workers.schedules import SWEEP_SCHEDULE_ID, set_sweep_paused
+
+    async def work() -> bool:
+        return await set_sweep_paused(await _client(_settings()), paused, note)
+
+    try:
+        changed = _run(work)
+    except (typer.Exit, OSError, RuntimeError) as error:
+        errors.print(f"the sweep schedule was not changed (is Temporal reachable?): {error}")
+        return
+    if changed:
+        console.print(f"schedule {SWEEP_SCHEDULE_ID} {'paused' if paused else 'unpaused'}")
+
+
+@app.command()
+def sweep(
+    now: Annotated[
+        bool, typer.Option("--now", help="Start one resource sweep now, outside its schedule.")
+    ] = False,
+    scope: Annotated[
+        list[str] | None, typer.Option(help="Only workloads with this tag/label, as key=value (repeatable).")
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="Wait for the sweep and print what it found.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """One resource sweep outside its Temporal Schedule (the schedule is `suture-resource-sweep`)."""
+    from workers.schedules import start_sweep
+
+    if not now:
+        errors.print("[red]error:[/red] say --now to start a sweep outside its schedule")
+        raise typer.Exit(2)
+    pairs = [item.partition("=") for item in scope or []]
+    if any(not key or not sep for key, sep, _ in pairs):
+        errors.print("[red]error:[/red] --scope takes key=value, e.g. --scope env=dev")
+        raise typer.Exit(2)
+
+    async def work() -> dict[str, Any]:
+        settings = _settings()
+        handle = await start_sweep(await _client(settings), settings.task_queue, {k: v for k, _, v in pairs})
+        if not wait:
+            return {"workflow_id": handle.id, "started": True}
+        return dict((await handle.result()).model_dump(mode="json"))
+
+    found = _run(work)
+    if as_json:
+        _print_json(found)
+    elif "fleet_size" in found:
+        console.print(f"sweep {found['workflow_id']}: {found['reason']}")
+        for run in found["candidates"]:
+            console.print(
+                f"  {run['target']}: {run['mode']}, ${run['savings_usd_month']:,.2f}/month {run['note']}"
+            )
+    else:
+        console.print(f"sweep started as {found['workflow_id']}")
 
 
 def _switch_status(as_json: bool) -> None:

@@ -34,6 +34,7 @@ async def run_worker(settings: Settings, say: Say) -> None:
     from workers.graph_schedule import ensure_graph_schedule
 
     await ensure_graph_schedule(client, settings.task_queue)
+    await _sweep_schedule(client, settings, say)
     show_run_events()
     say(f"worker polling task queue {settings.task_queue!r} on {settings.temporal_address}")
     server = MetricsServer("0.0.0.0", port, sdk_address) if port else None
@@ -118,6 +119,7 @@ async def run_up(settings: Settings, *, sandbox: bool, ui_port: int, say: Say) -
     async with stack:
         for component, address in stack.addresses():
             say(f"{component:<16} {address}")
+        await _sweep_schedule(stack.client, settings, say)
         if not settings.webhook_token:
             # Shown once, here: senders need it, and nothing else prints or stores it.
             say(f"{'webhook token':<16} {stack.token}  (generated; set SUTURE_WEBHOOK_TOKEN to choose one)")
@@ -130,6 +132,14 @@ async def run_up(settings: Settings, *, sandbox: bool, ui_port: int, say: Say) -
             say(f"{loop.value + ' stage':<16} {staged.stage}{how}")
         say("Ctrl-C stops everything.")
         await _until_stopped()
+
+
+async def _sweep_schedule(client: Any, settings: Settings, say: Say) -> None:
+    """Create or update the resource sweep's schedule, unless SUTURE_SWEEP_SCHEDULE=off."""
+    from workers.schedules import ensure_sweep_schedule, schedule_enabled
+
+    if schedule_enabled():
+        say(f"{'resource sweep':<16} " + await ensure_sweep_schedule(client, settings.task_queue))
 
 
 async def _poll_sqs(provider: Any, queue_url: str, task_queue: str) -> None:
