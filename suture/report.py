@@ -137,6 +137,10 @@ class Report(ReportModel):
     fixed: list[Fix]
     escalated: list[HandOver]
     trend: list[TrendPoint] = []
+    saved_usd_month: float = 0.0
+    """What the resource loop's verified, not undone, actions save per month at list price."""
+    resource_dry_runs: int = 0
+    """Resource candidates only recorded as dry-run (policy mode, daily cap or tag coverage)."""
 
 
 def build_report(
@@ -169,6 +173,17 @@ def summarize(
         fixed=[_fix(run) for run in runs if run.outcome == Outcome.RESOLVED],
         escalated=[_hand_over(run) for run in runs if run.outcome == Outcome.ESCALATED],
         trend=_trend(runs, since, until),
+        saved_usd_month=round(
+            sum(
+                action.savings_usd_month or 0.0
+                for run in runs
+                if run.outcome == Outcome.RESOLVED
+                for action in run.actions
+                if not action.compensated
+            ),
+            2,
+        ),
+        resource_dry_runs=sum(run.loop == Loop.RESOURCE and run.outcome == Outcome.DRY_RUN for run in runs),
     )
     rows: list[Fix | HandOver] = [*report.fixed, *report.escalated]
     for row in rows:
@@ -283,8 +298,14 @@ class TableData:
 
 
 def tables(report: Report) -> list[TableData]:
-    """The report as three tables: figures per loop, fixes, escalations."""
-    return [figures_table(report), fixes_table(report), escalations_table(report)]
+    """The report as four tables: figures per loop, fixes, escalations, money."""
+    return [figures_table(report), fixes_table(report), escalations_table(report), money_table(report)]
+
+
+def money_table(report: Report) -> TableData:
+    """The resource loop's money: saved per month, and how many candidates stayed dry-run."""
+    rows = [[f"${report.saved_usd_month:,.2f}", str(report.resource_dry_runs)]]
+    return TableData("money (resource loop, list price)", ["saved per month", "dry-run candidates"], rows)
 
 
 def figures_table(report: Report) -> TableData:
