@@ -22,6 +22,7 @@ def all_drills() -> dict[str, Drill]:
     with contextlib.suppress(ImportError):
         import sandbox.security_drills  # noqa: F401
         import sandbox.resource_drills  # noqa: F401
+        import sandbox.trust_drills  # noqa: F401
     return dict(DRILLS)
 
 

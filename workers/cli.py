@@ -839,6 +839,16 @@ def _register_readiness() -> None:
 _register_readiness()
 
 
+def _register_whatif() -> None:
+    """``suture policy test`` and ``suture policy backtest`` live in :mod:`workers.whatif_cli`."""
+    from workers import whatif_cli
+
+    whatif_cli.register(policy_app, sys.modules[__name__])
+
+
+_register_whatif()
+
+
 def main() -> None:
     """The ``suture`` command: run it, then leave without tearing the interpreter down.
 

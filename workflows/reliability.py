@@ -49,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         change_kind,
         learned_confidence,
     )
+    from policies.whatif import input_evidence
     from suture import search_attributes as sa
     from suture.identity import reliability_incident_key
     from suture.models import (
@@ -124,7 +125,9 @@ class ReliabilityLoop(RemediationLoop):
         self.add_evidence(_notice_evidence(alert, "alert fired"))
         for notice in request.joined:
             self.add_evidence(_joined_evidence(notice))
-        await self.audit("detected", f"{alertname} firing for {self.subject}", self.evidence[-1:])
+        # The input itself is kept with the entry: `suture policy backtest` replays it.
+        kept = [*self.evidence[-1:], input_evidence(alert)]
+        await self.audit("detected", f"{alertname} firing for {self.subject}", kept)
 
         selection = await self.call(
             "policy.select", PolicyQuery(loop=self.loop, labels=labels), PolicySelection

@@ -51,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
     from policies.scope import CONTAINMENT_SCOPE_INDEX, SignalType
     from policies.security_policy import SecurityPolicy
     from policies.trust import IncidentSignature, Trust, TrustQuery
+    from policies.whatif import input_evidence
     from suture.errors import NON_RETRYABLE
     from suture.identity import security_subject
     from suture.models import (
@@ -107,7 +108,7 @@ class SecurityLoop(RemediationLoop):
         self.audit_later(
             "detected",
             f"{event.event_name} by {event.principal} in {event.account}/{event.region}",
-            self.evidence[-1:],
+            [*self.evidence[-1:], input_evidence(event)],  # kept for `suture policy backtest`
         )
         signal = signal_of(event)
         if signal is None:

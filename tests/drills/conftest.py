@@ -14,6 +14,7 @@ from sandbox.drill import DrillResult
 from sandbox.reliability_drills import saturated_service
 from sandbox.runner import all_drills, run_on
 from sandbox.stack import Stack
+from sandbox.trust_drills import TRUST_DRILLS
 from suture.models import LoopResult
 
 
@@ -42,7 +43,11 @@ async def record_histories(stack: Stack, runs: dict[str, str | None]) -> None:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def reliability(stack: Stack) -> tuple[dict[str, DrillResult], LoopResult]:
-    drills = [drill for drill in all_drills().values() if drill.loop == "reliability"]
+    drills = [
+        drill
+        for drill in all_drills().values()
+        if drill.loop == "reliability" and drill.name not in TRUST_DRILLS  # test_trust_drills runs those
+    ]
     report, (approved, _checks) = await asyncio.gather(
         run_on(stack, drills, lambda _message: None),
         saturated_service(stack, "search-approved", approver="oncall-alice"),
