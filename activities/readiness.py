@@ -654,7 +654,8 @@ class Readiness:
         state = self.stage(loop)
         now = self.clock()
         held = (now - state.since).total_seconds() / 86400 if state.since else 0.0
-        period = timedelta(days=periods.of(state.stage))
+        # Rates are per day: the window is the stage's period, at least a day, never before the stage began.
+        period = timedelta(days=max(periods.of(state.stage), 1.0))
         since = max(now - period, state.since) if state.since else now - period
         runs = self.store.runs(since=since, loop=loop)
         per_day: dict[str, int] = {}

@@ -63,16 +63,24 @@ class Drill:
     expected: str
     description: str
     run: Callable[[Stack], Awaitable[DrillResult]]
+    exclusive: bool = False
+    """Changes something every run reads (a loop's stage): runs alone, after the others."""
 
 
 DRILLS: dict[str, Drill] = {}
 
 
-def drill(name: str, loop: Literal["reliability", "security", "resource"], expected: str, description: str):  # type: ignore[no-untyped-def]
+def drill(  # type: ignore[no-untyped-def]
+    name: str,
+    loop: Literal["reliability", "security", "resource"],
+    expected: str,
+    description: str,
+    exclusive: bool = False,
+):
     """Register the decorated coroutine as a drill."""
 
     def register(run: Callable[[Stack], Awaitable[DrillResult]]) -> Callable[[Stack], Awaitable[DrillResult]]:
-        DRILLS[name] = Drill(name, loop, expected, description, run)
+        DRILLS[name] = Drill(name, loop, expected, description, run, exclusive)
         return run
 
     return register

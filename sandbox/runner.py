@@ -20,8 +20,9 @@ def all_drills() -> dict[str, Drill]:
     import sandbox.reliability_drills
 
     with contextlib.suppress(ImportError):
-        import sandbox.security_drills  # noqa: F401
-        import sandbox.resource_drills  # noqa: F401
+        import sandbox.readiness_drills
+        import sandbox.resource_drills
+        import sandbox.security_drills
         import sandbox.trust_drills  # noqa: F401
     return dict(DRILLS)
 
@@ -47,7 +48,10 @@ async def run_on(stack: Stack, drills: list[Drill], say: Callable[[str], Any]) -
             say(f"drill {drill.name}: {result.outcome} ({'passed' if result.passed else 'FAILED'})")
             return result
 
-    results = await asyncio.gather(*(one(drill) for drill in drills))
+    shared = [drill for drill in drills if not drill.exclusive]
+    results = list(await asyncio.gather(*(one(drill) for drill in shared)))
+    for alone in [drill for drill in drills if drill.exclusive]:  # a loop's stage is everyone's
+        results.append(await one(alone))
     passed = sum(result.passed for result in results)
     return DemoReport(drills=list(results), passed=passed, failed=len(results) - passed)
 
