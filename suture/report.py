@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, computed_field
 
 from suture.errors import SutureError
 from suture.models import ActionRecord, Loop, LoopResult, Outcome
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
+    from policies.trust import TrackRecord
     from suture.store import AuditStore
 
 SUTURE = "suture"
@@ -130,6 +131,32 @@ class TrendPoint(ReportModel):
     mttr_mean_s: float | None
 
 
+class TrustRow(ReportModel):
+    """One action class of one policy: its track record (all time) and shadow scores."""
+
+    policy: str
+    action: str
+    mode: str
+    """The mode it runs at now: the policy's own, or a promotion or demotion (who and why)."""
+    signatures: int
+    successes: int
+    supervised_successes: int
+    undos: int
+    rejections: int
+    verify_failures: int
+    dry_runs: int
+    shadow_right: int
+    shadow_not_helpful: int
+    shadow_undecided: int
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def shadow_right_rate(self) -> float | None:
+        """How often acting would have been right, of the dry runs watched to the end."""
+        scored = self.shadow_right + self.shadow_not_helpful + self.shadow_undecided
+        return self.shadow_right / scored if scored else None
+
+
 class Report(ReportModel):
     since: datetime
     until: datetime
@@ -141,6 +168,8 @@ class Report(ReportModel):
     """What the resource loop's verified, not undone, actions save per month at list price."""
     resource_dry_runs: int = 0
     """Resource candidates only recorded as dry-run (policy mode, daily cap or tag coverage)."""
+    trust: list[TrustRow] = []
+    """Earned trust per policy and action class; kept over all time, not the window."""
 
 
 def build_report(
@@ -154,7 +183,46 @@ def build_report(
     """The report over the ``window`` that ends ``now``, read from ``store``."""
     until = now or datetime.now(UTC)
     since = until - window
-    return summarize(store.runs(since=since, until=until), since, until, ui_url=ui_url, namespace=namespace)
+    report = summarize(store.runs(since=since, until=until), since, until, ui_url=ui_url, namespace=namespace)
+    report.trust = trust_rows(store)
+    return report
+
+
+def trust_rows(store: AuditStore) -> list[TrustRow]:
+    """The track record and shadow scores per (policy, action), with any promotion or demotion."""
+    from suture import trust_store
+
+    overrides = {(o.policy, o.action): o for o in trust_store.overrides(store)}
+    grouped: dict[tuple[str, str], list[TrackRecord]] = {}
+    for record in trust_store.track_records(store):
+        grouped.setdefault((record.policy, record.action), []).append(record)
+    rows = []
+    for (policy, action), records in sorted(grouped.items()):
+        override = overrides.get((policy, action))
+        mode = f"{override.mode} ({override.by}: {override.reason})" if override else "as the policy says"
+        rows.append(
+            TrustRow(
+                policy=policy,
+                action=action,
+                mode=mode,
+                signatures=len(records),
+                **{field: sum(getattr(r, field) for r in records) for field in _COUNTED},
+            )
+        )
+    return rows
+
+
+_COUNTED = (
+    "successes",
+    "supervised_successes",
+    "undos",
+    "rejections",
+    "verify_failures",
+    "dry_runs",
+    "shadow_right",
+    "shadow_not_helpful",
+    "shadow_undecided",
+)
 
 
 def summarize(
@@ -299,7 +367,38 @@ class TableData:
 
 def tables(report: Report) -> list[TableData]:
     """The report as four tables: figures per loop, fixes, escalations, money."""
-    return [figures_table(report), fixes_table(report), escalations_table(report), money_table(report)]
+    found = [figures_table(report), fixes_table(report), escalations_table(report), money_table(report)]
+    return found + ([trust_table(report)] if report.trust else [])
+
+
+def trust_table(report: Report) -> TableData:
+    """Per policy and action class: the track record, the shadow score, the mode it runs at now."""
+    rows = [
+        [
+            row.policy,
+            row.action,
+            str(row.successes),
+            str(row.supervised_successes),
+            f"{row.undos} / {row.rejections} / {row.verify_failures}",
+            str(row.dry_runs),
+            f"{row.shadow_right} / {row.shadow_not_helpful} / {row.shadow_undecided}",
+            _rate(row.shadow_right_rate),
+            row.mode,
+        ]
+        for row in report.trust
+    ]
+    columns = [
+        "policy",
+        "action",
+        "verified",
+        "of them supervised",
+        "undone / rejected / failed",
+        "dry runs",
+        "shadow right / not helpful / undecided",
+        "acting right",
+        "mode now",
+    ]
+    return TableData("earned trust (track record, all time)", columns, rows)
 
 
 def money_table(report: Report) -> TableData:
