@@ -296,16 +296,31 @@ def _message(item: Any) -> str:
     return str(item["msg"])
 
 
+LATER_FIELDS: dict[str, object] = {
+    "acknowledge": [],
+    "max_dependents": None,
+    "storm": None,
+    "trust": None,
+    "notify": None,
+}
+"""Policy fields added after versions were first recorded, with their defaults."""
+LATER_APPROVAL_FIELDS: dict[str, object] = {"tiers": [], "final": "abort"}
+"""Likewise for the ``approval`` block."""
+
+
 def _pinned(policy: Policy) -> Policy:
-    # A policy that acknowledges nothing hashes as it did before ``acknowledge`` existed,
-    # so versions recorded by earlier runs still name the same content.
-    exclude = {"version"} if getattr(policy, "acknowledge", None) else {"version", "acknowledge"}
-    # Likewise the graph settings, added later: unset, they leave the version as it was.
-    exclude |= {key for key in ("max_dependents", "storm") if getattr(policy, key, None) is None}
-    if getattr(policy, "trust", None) is None:  # so is ``trust:``
-        exclude |= {"trust"}
-    content = json.dumps(policy.model_dump(mode="json", exclude=exclude), sort_keys=True)
-    digest = hashlib.sha256(content.encode()).hexdigest()[:12]
+    # A field added later leaves the version as it was while it holds its default, so a
+    # version recorded by an earlier run still names the same content after an upgrade.
+    content = policy.model_dump(mode="json", exclude={"version"})
+    for key, default in LATER_FIELDS.items():
+        if key in content and content[key] == default:
+            del content[key]
+    approval = content.get("approval")
+    if isinstance(approval, dict):
+        for key, default in LATER_APPROVAL_FIELDS.items():
+            if key in approval and approval[key] == default:
+                del approval[key]
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:12]
     return policy.model_copy(update={"version": digest})
 
 

@@ -21,6 +21,7 @@ IO_CLIENTS = (
     "uvicorn",
     "prometheus_api_client",
     "requests",
+    "confluent_kafka",
 )
 
 
