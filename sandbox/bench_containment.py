@@ -45,8 +45,10 @@ import httpx
 from botocore.config import Config
 
 from sandbox.aws import ADMIN, Actor, AwsEstate, MotoSandbox, cloudtrail_record, envelope
+from sandbox.bench_figures import sampled_round_trips
+from sandbox.bench_stack import BenchStack
 from sandbox.security_drills import INTRUDER, INTRUDER_AGENT, OFFICE, ROUTINE
-from sandbox.stack import SANDBOX_POLICIES, Stack
+from sandbox.stack import SANDBOX_POLICIES
 from suture.models import AuditEntry, LoopResult
 
 DEACTIVATE = "iam.deactivate_access_key"
@@ -54,8 +56,8 @@ DISABLED_NOTE = "credential disabled"
 """How the deactivation's evidence starts its note (see :mod:`activities.aws`)."""
 DUPLICATE_EVERY = 20
 """One event in this many is delivered twice."""
-SEED_THREADS = 2
-"""moto answers from this very process, so more threads only contend with it: eight were slower than two."""
+SEED_THREADS = 4
+"""Seeding threads; moto answers from its own process."""
 TRAIL_BATCH = 400
 """Records per ``PutLogEvents`` call, well under its 1 MB limit."""
 RUN_TIMEOUT_S = 600.0
@@ -226,7 +228,7 @@ def _inactive_keys(aws: MotoSandbox, actors: list[Actor]) -> int:
 
 
 async def _post(
-    stack: Stack, events: list[dict[str, Any]], twice: set[int], rate: float
+    stack: BenchStack, events: list[dict[str, Any]], twice: set[int], rate: float
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], float]:
     """Post every event at ``rate``; the first and the repeated deliveries' answers, and the seconds taken."""
     first: list[dict[str, Any]] = [{} for _ in events]
@@ -261,7 +263,9 @@ async def _post(
     return first, again, posting_s
 
 
-async def _containment(stack: Stack, count: int, rate: float, say: Callable[[str], Any]) -> dict[str, Any]:
+async def _containment(
+    stack: BenchStack, count: int, rate: float, say: Callable[[str], Any]
+) -> dict[str, Any]:
     aws: MotoSandbox = stack.aws
     say(f"seeding {count} IAM users, one access key each, with history and a leaked call")
     seeding = time.monotonic()
@@ -271,6 +275,7 @@ async def _containment(stack: Stack, count: int, rate: float, say: Callable[[str
     events = [envelope(leaked) for _, leaked in seeded]
     twice = duplicated(count)
     say(f"posting {count} audit events at {rate:g}/s ({len(twice)} of them twice)")
+    sampler = stack.sampler().start()
     first, again, posting_s = await _post(stack, events, twice, rate)
     accepted = [answer for answer in first if 200 <= answer["status"] < 300]
     workflow_ids = sorted({answer["workflow_id"] for answer in accepted})
@@ -283,6 +288,7 @@ async def _containment(stack: Stack, count: int, rate: float, say: Callable[[str
             for wid in workflow_ids
         )
     )
+    peaks = sampler.stop()
     entries = await asyncio.to_thread(stack.store.events)
     by_run: dict[str, list[AuditEntry]] = {}
     for entry in entries:
@@ -311,15 +317,20 @@ async def _containment(stack: Stack, count: int, rate: float, say: Callable[[str
         ),
         "duplicate_runs": started_runs - len(workflow_ids),
         "duplicate_actions": repeats(deactivations),
+        "runs": len(workflow_ids),
+        "actions": len(deactivations),
+        "lost": count - inactive,
         **summary(seconds),
         "seed_s": round(seed_s, 2),
+        "peak_rss_mib": peaks,
+        "round_trips_per_run": await sampled_round_trips(stack.client, "WorkflowType = 'SecurityLoop'"),
     }
 
 
-async def containment(count: int, rate: float, progress: Progress = None) -> dict[str, Any]:
-    """Run the containment benchmark on a fresh embedded stack with the sandbox's security policies."""
+async def containment(count: int = 200, rate: float = 2.0, progress: Progress = None) -> dict[str, Any]:
+    """Run the containment benchmark on a fresh bench stack with the sandbox's security policies."""
     say = progress or (lambda _message: None)
     with tempfile.TemporaryDirectory(prefix="suture-bench-") as state_dir:
-        say("starting the embedded stack")
-        async with Stack(Path(state_dir), sandbox=True, policy_dirs=[SANDBOX_POLICIES]) as stack:
+        say("starting the bench stack (moto and the Kubernetes emulator in their own processes)")
+        async with BenchStack(Path(state_dir), sandbox=True, policy_dirs=[SANDBOX_POLICIES]) as stack:
             return await _containment(stack, count, rate, say)

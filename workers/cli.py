@@ -805,19 +805,23 @@ def _graph_tree(shown: Any, service: str | None) -> None:
 
 @app.command()
 def bench(
-    name: Annotated[str, typer.Argument(help="latency, containment")],
-    count: Annotated[int, typer.Option(help="Signals to send.")] = 200,
-    rate: Annotated[float, typer.Option(help="Signals per second.")] = 2.0,
+    name: Annotated[str, typer.Argument(help="latency, containment, burst, storm, open-runs, scale-out")],
+    count: Annotated[
+        int | None, typer.Option(help="Signals to send (default: 200; storm and open-runs 5,000).")
+    ] = None,
+    rate: Annotated[float | None, typer.Option(help="Signals per second (latency, containment).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes on the task queue (burst).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Measure suture on the embedded stack (benchmarks, never timed tests)."""
+    """Measure suture on the bench stack (benchmarks, never timed tests)."""
     from workers.sandbox_commands import benchmarks
 
     known = _run(benchmarks)
     if name not in known:
         errors.print(f"[red]error:[/red] no benchmark {name!r}; known: {', '.join(known)}")
         raise typer.Exit(2)
-    figures = _run(lambda: known[name](count=count, rate=rate, progress=None if as_json else errors.print))
+    progress = None if as_json else errors.print
+    figures = _run(lambda: known[name](count=count, rate=rate, workers=workers, progress=progress))
     # The one process that hosted the worker, the ingress and the sandbox (servers apart).
     figures["max_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     if as_json:

@@ -69,11 +69,28 @@ async def run_drills(names: list[str] | None, progress: Callable[[str], Any] | N
 
 
 def benchmarks() -> dict[str, Callable[..., Any]]:
-    """Every benchmark by name."""
+    """Every benchmark by name; each refuses, as one line, an option it does not take."""
     require_sandbox()
     from sandbox.bench import BENCHMARKS
 
-    return BENCHMARKS
+    return {name: _checked(name, benchmark) for name, benchmark in BENCHMARKS.items()}
+
+
+def _checked(name: str, benchmark: Callable[..., Any]) -> Callable[..., Any]:
+    """``benchmark``, raising :class:`ConfigError` for an option (``--workers``, ``--rate``) it lacks."""
+    import inspect
+
+    parameters = inspect.signature(benchmark).parameters
+    named = {key for key, p in parameters.items() if p.kind is not inspect.Parameter.VAR_KEYWORD}
+
+    def call(**options: Any) -> Any:
+        unknown = sorted(key for key, value in options.items() if value is not None and key not in named)
+        if unknown:
+            flags = ", ".join(f"--{key}" for key in unknown)
+            raise ConfigError(f"benchmark {name} takes no {flags}")
+        return benchmark(**{key: value for key, value in options.items() if value is not None})
+
+    return call
 
 
 def sandbox_stack(

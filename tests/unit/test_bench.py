@@ -1,16 +1,25 @@
-"""The containment benchmark's pure helpers: its events, its duplicates, how it reads a run.
+"""The benchmarks' pure helpers: their events and payloads, how they read runs, round trips and RSS.
 
 No timings are asserted here: benchmarks report figures, tests check behaviour.
 """
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+import yaml
 
 from policies.detection import assess_credential, signal_of
+from policies.loading import load_policies
 from policies.scope import SignalType
 from policies.security_policy import Detection
 from sandbox.aws import Actor, AwsEstate, MotoSandbox, envelope
+from sandbox.bench_burst import since_first
 from sandbox.bench_containment import (
     containment_seconds,
     disabled_at,
@@ -21,9 +30,26 @@ from sandbox.bench_containment import (
     routine_history,
     summary,
 )
-from suture.identity import security_subject, security_workflow_id
-from suture.models import AuditEntry, CredentialActivity, Evidence, Loop, LoopResult, Outcome, Timeline
+from sandbox.bench_figures import mean_counts, round_trips
+from sandbox.bench_open_runs import batches, waiting_payload
+from sandbox.bench_stack import BENCH_POLICIES, kubeconfig, rss_mib, vm_rss_mib, worker_environment
+from sandbox.bench_storm import status_counts, storm_payload
+from suture.config import Settings
+from suture.errors import ConfigError
+from suture.identity import reliability_workflow_id, security_subject, security_workflow_id
+from suture.models import (
+    AuditEntry,
+    CredentialActivity,
+    Evidence,
+    Loop,
+    LoopResult,
+    Mode,
+    Outcome,
+    Timeline,
+)
+from workers.alertmanager import AlertmanagerPayload
 from workers.aws_events import EventBridgeEnvelope
+from workers.sandbox_commands import benchmarks
 
 NOW = datetime(2026, 11, 25, 3, 0, 5, tzinfo=UTC)
 KEY = "AKIAEXAMPLEKEY000001"
@@ -168,3 +194,134 @@ def test_nearest_rank_is_the_ceiling_rank() -> None:
     assert nearest_rank([float(n) for n in range(1, 7)], 0.5) == 3.0
     assert nearest_rank([5.0], 0.99) == 5.0
     assert nearest_rank([float(n) for n in range(1, 101)], 0.07) == 7.0
+
+
+# --- round trips, RSS ---------------------------------------------------------------------------
+
+
+def test_round_trips_count_workflow_and_activity_tasks_but_not_local_activities_as_round_trips() -> None:
+    history = [
+        "EVENT_TYPE_WORKFLOW_EXECUTION_STARTED",
+        *["EVENT_TYPE_WORKFLOW_TASK_SCHEDULED", "EVENT_TYPE_WORKFLOW_TASK_STARTED"] * 3,
+        "EVENT_TYPE_MARKER_RECORDED",
+        "MARKER_RECORDED",
+        "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED",
+        "EVENT_TYPE_TIMER_STARTED",
+        "EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED",
+    ]
+
+    counts = round_trips(history)
+
+    assert (counts["workflow_tasks"], counts["activity_tasks"], counts["markers"]) == (3, 1, 2)
+    assert (counts["timers"], counts["signals"], counts["events"]) == (1, 1, len(history))
+
+
+def test_mean_counts_average_each_figure_over_the_runs_read() -> None:
+    runs = [{"workflow_tasks": 6, "markers": 20}, {"workflow_tasks": 7, "markers": 21}]
+
+    assert mean_counts(runs) == {"workflow_tasks": 6.5, "markers": 20.5}
+    assert mean_counts([]) == {}
+
+
+def test_the_resident_set_is_read_from_the_vmrss_line_in_mib() -> None:
+    status = "Name:\tpython\nVmPeak:\t  900000 kB\nVmRSS:\t  358400 kB\nThreads:\t12\n"
+
+    assert vm_rss_mib(status) == 350.0
+    assert vm_rss_mib("Name:\tkthreadd\n") is None
+
+
+def test_the_rss_of_this_very_process_can_be_read() -> None:
+    assert (rss_mib(os.getpid()) or 0) > 0
+    assert rss_mib(2**22 + 1) is None  # above the kernel's pid limit: no such process
+
+
+# --- burst and scale-out ------------------------------------------------------------------------
+
+
+def test_burst_times_every_containment_from_the_first_arrival() -> None:
+    contained = [NOW + timedelta(seconds=1.5), NOW + timedelta(milliseconds=250)]
+
+    assert since_first(NOW, contained) == [1.5, 0.25]
+
+
+def test_a_worker_process_reaches_the_emulated_cluster_through_its_kubeconfig() -> None:
+    document = yaml.safe_load(kubeconfig("http://127.0.0.1:6443"))
+
+    assert document["current-context"] == "sandbox"
+    assert document["clusters"][0]["cluster"]["server"] == "http://127.0.0.1:6443"
+
+
+def test_every_worker_process_gets_the_same_queue_store_key_folder_and_policies(tmp_path: Path) -> None:
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    stack = SimpleNamespace(
+        temporal_address="127.0.0.1:7233",
+        task_queue="suture",
+        settings=SimpleNamespace(state_dir=tmp_path, db_url="postgresql+psycopg://db/suture"),
+        policy_dirs=[tmp_path / "a", tmp_path / "b"],
+        escalation_webhook=None,
+        monitoring=SimpleNamespace(prometheus_url="http://127.0.0.1:9090"),
+        aws=SimpleNamespace(endpoint_url="http://127.0.0.1:5000"),
+    )
+
+    environment = worker_environment(cast(Any, stack), tmp_path / "kubeconfig")
+
+    assert environment["SUTURE_DB_URL"] == "postgresql+psycopg://db/suture"
+    assert environment["SUTURE_STATE_DIR"] == str(tmp_path)  # where the audit key file is
+    assert environment["SUTURE_TASK_QUEUE"] == "suture"
+    assert Settings.from_env(environment).policy_dirs == (tmp_path / "a", tmp_path / "b")
+    assert environment["AWS_ENDPOINT_URL"] == "http://127.0.0.1:5000"
+
+
+# --- storm ---------------------------------------------------------------------------------------
+
+
+def test_a_storm_payload_is_one_valid_webhook_with_one_run_per_alert() -> None:
+    payload = AlertmanagerPayload.model_validate(storm_payload(5000, "storm1", NOW))
+
+    ids = {reliability_workflow_id(alert.to_notice(NOW)) for alert in payload.alerts}
+    assert len(payload.alerts) == 5000 and len(ids) == 5000
+    assert {alert.labels["alertname"] for alert in payload.alerts} == {"SutureStorm"}
+
+
+def test_answers_are_counted_by_class_and_a_lost_connection_apart() -> None:
+    assert status_counts([202, 503, 503, 0, 422]) == {"2xx": 1, "4xx": 1, "5xx": 2, "none": 1}
+
+
+# --- open runs -----------------------------------------------------------------------------------
+
+
+def test_the_waiting_alerts_are_posted_in_batches_that_cover_every_run_once() -> None:
+    pieces = batches(250, 100)
+
+    assert [len(piece) for piece in pieces] == [100, 100, 50]
+    assert [index for piece in pieces for index in piece] == list(range(250))
+    assert batches(0, 100) == []
+
+
+def test_each_waiting_alert_names_its_own_deployment_and_matches_the_supervised_bench_policy() -> None:
+    payload = AlertmanagerPayload.model_validate(waiting_payload(range(100, 103), "wait1", NOW))
+
+    assert [alert.labels["deployment"] for alert in payload.alerts] == [
+        "wait-00100",
+        "wait-00101",
+        "wait-00102",
+    ]
+    policies = load_policies([BENCH_POLICIES])
+    waiting = next(policy for policy in policies if policy.name == "bench-open-runs")
+    assert waiting.mode == Mode.SUPERVISED and waiting.approval is not None
+    assert waiting.approval.timeout >= 3600 and "bench-approver" in waiting.approval.approvers
+
+
+# --- the registry --------------------------------------------------------------------------------
+
+
+def test_every_benchmark_the_issue_names_is_registered() -> None:
+    assert {"latency", "containment", "burst", "storm", "open-runs", "scale-out"} <= set(benchmarks())
+
+
+def test_a_benchmark_refuses_an_option_it_does_not_take_in_one_line() -> None:
+    latency = benchmarks()["latency"]
+
+    with pytest.raises(ConfigError, match="benchmark latency takes no --workers"):
+        latency(count=1, rate=None, workers=2, progress=None)
