@@ -11,7 +11,8 @@ acting twice. A resolved alert is signalled to the run, and ignored when no run
 is open.
 
 :func:`deliver` returns only after every call has returned, i.e. once each
-notification is durable in Temporal. When Temporal fails part way it raises
+notification is durable in Temporal (for a storm's payload: once each chunk is
+durable in an ``AlertIntake`` run, see :mod:`suture.intake`). When Temporal fails part way it raises
 :class:`DeliveryFailed` saying which alerts did get through; since every call
 is idempotent per episode, Alertmanager can safely retry the whole payload.
 """
@@ -31,6 +32,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from suture import search_attributes as sa
 from suture.identity import reliability_workflow_id
+from suture.intake import DIRECT_ALERTS
 from suture.models import AlertNotice, Loop, ReliabilityLoopInput
 from workers import limits
 from workers.delivery import Delivery, DeliveryFailed, DeliveryKind, reason_of
@@ -149,8 +151,10 @@ async def deliver(
 ) -> list[Delivery]:
     """Start, join or signal the reliability run of every alert in ``payload``.
 
-    Alerts of different runs are delivered concurrently; alerts of the same run in
-    payload order, so its signals arrive in the order Alertmanager sent them.
+    A payload of up to :data:`~suture.intake.DIRECT_ALERTS` alerts is delivered
+    alert by alert (:func:`deliver_notices`). A larger one, a storm, is made
+    durable in ``AlertIntake`` runs instead (:func:`workers.intake.deliver_by_intake`),
+    which deliver its alerts from the worker: each alert is then ``queued``.
 
     Args:
         timeout: seconds after which the calls still in flight are abandoned and
@@ -159,7 +163,25 @@ async def deliver(
     Raises:
         DeliveryFailed: a call to Temporal failed or timed out; says which alerts were delivered.
     """
+    from workers.intake import deliver_by_intake
+
     notices = [alert.to_notice(received_at) for alert in payload.alerts]
+    if len(notices) > DIRECT_ALERTS:
+        return await deliver_by_intake(client, notices, task_queue, payload.group_key, timeout=timeout)
+    return await deliver_notices(client, notices, task_queue, timeout=timeout)
+
+
+async def deliver_notices(
+    client: Client, notices: list[AlertNotice], task_queue: str, *, timeout: float | None = None
+) -> list[Delivery]:
+    """Start, join or signal the run of every notice, one call each.
+
+    Alerts of different runs are delivered concurrently; alerts of the same run in
+    payload order, so its signals arrive in the order Alertmanager sent them.
+
+    Raises:
+        DeliveryFailed: as :func:`deliver`.
+    """
     by_run: dict[str, list[int]] = {}
     for index, notice in enumerate(notices):
         by_run.setdefault(reliability_workflow_id(notice), []).append(index)

@@ -64,6 +64,8 @@ class DeliveryKind(StrEnum):
     """A resolved alert reached the open run as an ``alert_resolved`` signal."""
     IGNORED = "ignored"
     """A resolved alert for which no run is open."""
+    QUEUED = "queued"
+    """It is durable in an ``AlertIntake`` run, which starts or signals its run (a storm's payload)."""
     MALFORMED = "malformed"
     """It could not be read (SQS); it reached no workflow."""
     FAILED = "failed"
@@ -71,7 +73,13 @@ class DeliveryKind(StrEnum):
 
 
 DURABLE = frozenset(
-    {DeliveryKind.STARTED, DeliveryKind.JOINED, DeliveryKind.DUPLICATE, DeliveryKind.RESOLVED}
+    {
+        DeliveryKind.STARTED,
+        DeliveryKind.JOINED,
+        DeliveryKind.DUPLICATE,
+        DeliveryKind.RESOLVED,
+        DeliveryKind.QUEUED,
+    }
 )
 
 

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import PollerBehaviorAutoscaling, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from workflows.intake import AlertIntake
 from workflows.reliability import ReliabilityLoop
 from workflows.resource import ResourceLoop, ResourceSweep
 from workflows.security import SecurityLoop
@@ -31,6 +32,7 @@ WORKFLOWS: list[type] = [
     ResourceLoop,
     StormLoop,
     GraphRefresher,
+    AlertIntake,
 ]
 
 
@@ -54,12 +56,26 @@ def activity_methods(provider: Any) -> list[Any]:
     return found
 
 
+MAX_CACHED_RUNS = 10_000
+"""Runs kept in the worker's sticky cache: a night of open runs waiting for approval fits, so a
+morning of approvals does not replay thousands of histories (a cached run waiting on a signal
+costs tens of kilobytes; ``suture bench open-runs`` reports the RSS)."""
+SHARED_MODULES = ("policies", "suture", "pydantic", "workflows")
+"""Modules the workflow sandbox shares with the worker instead of importing them anew per run.
+
+They are pure: no module-level state, no I/O. Re-importing ``workflows`` in every new run's
+sandbox cost about 140 ms of CPU per run, the largest single cost of a burst. The sandbox's
+check that workflow code calls nothing non-deterministic still runs where it matters for
+correctness: the workflow tests and the replay of every recorded history use the full sandbox."""
+
+
 def build_worker(
     client: Client,
     task_queue: str,
     providers: Iterable[Any],
     workflows: Sequence[type] | None = None,
     max_concurrent_activities: int = 64,
+    max_cached_runs: int = MAX_CACHED_RUNS,
 ) -> Worker:
     activities = worker_activities(client, providers)
     return Worker(
@@ -70,12 +86,12 @@ def build_worker(
         activity_executor=ThreadPoolExecutor(max_workers=max_concurrent_activities),
         max_concurrent_activities=max_concurrent_activities,
         max_concurrent_local_activities=max_concurrent_activities,
+        max_cached_workflows=max_cached_runs,
+        # Pollers follow the server's backlog: a burst gets more, an idle worker keeps one.
+        workflow_task_poller_behavior=PollerBehaviorAutoscaling(),
+        activity_task_poller_behavior=PollerBehaviorAutoscaling(),
         workflow_runner=SandboxedWorkflowRunner(
-            # Pure, already-imported modules are shared with the sandbox instead of being
-            # re-imported for every run, which is most of the cost of starting a run.
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(
-                "policies", "suture", "pydantic"
-            )
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(*SHARED_MODULES)
         ),
     )
 
@@ -83,9 +99,10 @@ def build_worker(
 def worker_activities(client: Client, providers: Iterable[Any]) -> list[Any]:
     """Every activity the worker registers: the providers' and the one that reads runs back."""
     from activities.runs import RunRecords
+    from workers.intake import AlertIntakeActivities
 
-    # Reading finished runs needs the worker's own client, so it is added here.
-    return ActivityProviders([*providers, RunRecords(client)]).activities()
+    # Reading finished runs and delivering a storm's alerts need the worker's own client.
+    return ActivityProviders([*providers, RunRecords(client), AlertIntakeActivities(client)]).activities()
 
 
 def all_workflows() -> list[type]:
