@@ -1,0 +1,268 @@
+"""The resource loop in the time-skipping environment: fake fleet, fake EC2, suture's fake bookkeeping."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from temporalio import activity
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from policies.loading import load_policy_file
+from policies.prices import load_price_table
+from policies.resource import ResourcePolicy, judge_fleet
+from suture.fleet import (
+    ActedToday,
+    ActedTodayQuery,
+    FleetAnalysis,
+    FleetQuery,
+    ResourceCheck,
+    ResourcePolicySet,
+    SweepInput,
+    SweepResult,
+    UtilisationSummary,
+    Workload,
+    WorkloadKind,
+)
+from suture.models import (
+    ActionOutcome,
+    HealthReport,
+    LoopResult,
+    Mode,
+    Outcome,
+    PlannedAction,
+    Snapshot,
+    Verdict,
+)
+from tests.workflow.conftest import _test_server_path
+from tests.workflow.fakes import FakeBookkeeping
+from workflows.resource import ResourceLoop, ResourceSweep, resource_workflow_id
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+POLICIES = [
+    policy.model_copy(update={"verify": policy.verify.model_copy(update={"window": 60.0})})
+    for policy in load_policy_file(Path("sandbox/policies/resource.yaml"))
+    if isinstance(policy, ResourcePolicy)
+]
+
+
+def instance(name: str, env: str = "dev", owner: str = "ml-research") -> Workload:
+    return Workload(
+        kind=WorkloadKind.EC2_INSTANCE,
+        scope="123456789012",
+        name=name,
+        labels={"env": env, "owner": owner} if owner else {"env": env},
+        region="us-east-1",
+        instance_type="p3.2xlarge",
+        state="running",
+    )
+
+
+@dataclass
+class FakeFleet:
+    """Twenty GPU instances, ``idle`` of them idle; EC2 that stops and, if asked, starts again by itself."""
+
+    idle: int = 1
+    untagged: int = 0
+    restarted_by_someone: bool = False
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+    states: dict[str, str] = field(default_factory=dict)
+    prefix: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+
+    @property
+    def first(self) -> str:
+        return f"i-{self.prefix}00"
+
+    def workloads(self) -> list[Workload]:
+        return [
+            instance(f"i-{self.prefix}{index:02}", owner="" if index >= 20 - self.untagged else "ml")
+            for index in range(20)
+        ]
+
+    def activities(self) -> list[Any]:
+        fleet = self
+
+        @activity.defn(name="resource.analyse_fleet")
+        async def analyse(query: FleetQuery) -> FleetAnalysis:
+            workloads = fleet.workloads()
+            usage = {
+                w.key: {
+                    "gpu": UtilisationSummary(
+                        key=w.key,
+                        resource="gpu",
+                        p95=0.02 if i < fleet.idle else 0.5,
+                        max=0.5 if i >= fleet.idle else 0.03,
+                        history_days=30,
+                    )
+                }
+                for i, w in enumerate(workloads)
+            }
+            policies = [ResourcePolicy.model_validate(item) for item in query.policies]
+            judged = judge_fleet(workloads, usage, policies, load_price_table(), query.sweep_id)
+            return FleetAnalysis(
+                fleet_size=judged.fleet_size,
+                tagged=judged.tagged,
+                counts={str(k): v for k, v in judged.counts.items()},
+                untagged=judged.untagged,
+                findings=judged.findings,
+                evaluated_at=datetime.now(UTC),
+            )
+
+        @activity.defn(name="resource.acted_today")
+        async def acted_today(_: ActedTodayQuery) -> ActedToday:
+            return ActedToday()
+
+        @activity.defn(name="policy.resource_set")
+        async def policy_set(_: ActedTodayQuery) -> ResourcePolicySet:
+            return ResourcePolicySet(policies=[policy.model_dump(mode="json") for policy in POLICIES])
+
+        @activity.defn(name="ec2.snapshot_instance")
+        async def snapshot(action: PlannedAction) -> Snapshot:
+            fleet.calls.append(("snapshot", action.target.name))
+            return Snapshot(
+                action=action,
+                state={"region": "us-east-1", "state": "running", "instance_type": "p3.2xlarge"},
+            )
+
+        @activity.defn(name="ec2.stop_instance")
+        async def stop(snapshot: Snapshot) -> ActionOutcome:
+            fleet.calls.append(("stop", snapshot.action.target.name))
+            fleet.states[snapshot.action.target.name] = "running" if fleet.restarted_by_someone else "stopped"
+            return ActionOutcome(action=snapshot.action, changed=True, detail="stopped")
+
+        @activity.defn(name="ec2.start_instance")
+        async def start(snapshot: Snapshot) -> ActionOutcome:
+            fleet.calls.append(("start", snapshot.action.target.name))
+            return ActionOutcome(action=snapshot.action, changed=True, detail="started again")
+
+        @activity.defn(name="ec2.verify_instance_stopped")
+        async def verify(check: ResourceCheck) -> HealthReport:
+            state = fleet.states.get(check.action.target.name, "running")
+            verdict = Verdict.HEALTHY if state == "stopped" else Verdict.UNHEALTHY
+            return HealthReport(verdict=verdict, reason=f"instance is {state}")
+
+        return [analyse, acted_today, policy_set, snapshot, stop, start, verify]
+
+
+async def sweep(
+    env: WorkflowEnvironment, fleet: FakeFleet, books: FakeBookkeeping
+) -> tuple[SweepResult, list[LoopResult]]:
+    queue = f"resource-{uuid.uuid4()}"
+    async with Worker(
+        env.client,
+        task_queue=queue,
+        workflows=[ResourceSweep, ResourceLoop],
+        activities=[*books.bookkeeping_activities(), *fleet.activities()],
+    ):
+        result = await env.client.execute_workflow(
+            ResourceSweep.run,
+            SweepInput(),
+            id=f"sweep-{uuid.uuid4()}",
+            task_queue=queue,
+            result_type=SweepResult,
+        )
+        runs = [await finished(env, run.workflow_id) for run in result.candidates if run.started]
+    return result, runs
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def fresh_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server per test: abandoned children of one test never hold another's clock."""
+    async with await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter, test_server_existing_path=_test_server_path()
+    ) as environment:
+        yield environment
+
+
+async def finished(env: WorkflowEnvironment, workflow_id: str) -> LoopResult:
+    """A child run's result, once the skipped clock has passed its verification window."""
+    handle = env.client.get_workflow_handle(workflow_id, result_type=LoopResult)
+    for attempt in range(100):
+        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+            break
+        if attempt < 20:  # most runs end without a timer; only a verification waits for the clock
+            await asyncio.sleep(0.2)
+        else:
+            await env.sleep(30)
+    return await handle.result()
+
+
+async def test_an_idle_dev_instance_is_stopped_and_verified(fresh_env: WorkflowEnvironment) -> None:
+    fleet, books = FakeFleet(idle=1), FakeBookkeeping(policies=[])
+    result, runs = await sweep(fresh_env, fleet, books)
+    assert [run.outcome for run in runs] == [Outcome.RESOLVED]
+    assert fleet.calls == [("snapshot", fleet.first), ("stop", fleet.first)]
+    assert runs[0].actions[0].savings_usd_month == round(3.06 * 730, 2)
+    assert result.candidates[0].workflow_id == resource_workflow_id(instance(fleet.first).target)
+
+
+async def test_an_instance_started_again_during_the_window_is_undone_and_escalated(
+    fresh_env: WorkflowEnvironment,
+) -> None:
+    fleet, books = FakeFleet(idle=1, restarted_by_someone=True), FakeBookkeeping(policies=[])
+    _, runs = await sweep(fresh_env, fleet, books)
+    assert runs[0].outcome == Outcome.ESCALATED
+    assert ("start", fleet.first) in fleet.calls
+    assert runs[0].actions[0].compensated
+    assert books.briefings and "did not hold" in books.briefings[-1].reason
+
+
+async def test_a_resource_held_by_a_security_containment_is_not_touched(
+    fresh_env: WorkflowEnvironment,
+) -> None:
+    fleet = FakeFleet(idle=1)
+    books = FakeBookkeeping(policies=[], claim_granted=False, claim_refusal="held by security-evt-1")
+    _, runs = await sweep(fresh_env, fleet, books)
+    assert runs[0].outcome == Outcome.SUPPRESSED
+    assert "security" in runs[0].reason
+    assert fleet.calls == []
+
+
+async def test_below_the_tag_coverage_candidates_are_dry_run_and_tags_are_asked_for(
+    fresh_env: WorkflowEnvironment,
+) -> None:
+    fleet, books = FakeFleet(idle=1, untagged=2), FakeBookkeeping(policies=[])
+    result, runs = await sweep(fresh_env, fleet, books)
+    assert result.escalated and "tag" in books.briefings[0].title
+    assert [run.outcome for run in runs] == [Outcome.DRY_RUN]
+    assert result.candidates[0].mode == Mode.DRY_RUN
+    assert fleet.calls == []
+
+
+async def test_a_second_sweep_leaves_a_candidate_already_in_hand(fresh_env: WorkflowEnvironment) -> None:
+    fleet, books = FakeFleet(idle=1), FakeBookkeeping(policies=[])
+    queue = f"resource-{uuid.uuid4()}"
+    async with Worker(
+        fresh_env.client,
+        task_queue=queue,
+        workflows=[ResourceSweep, ResourceLoop],
+        activities=[*books.bookkeeping_activities(), *fleet.activities()],
+    ):
+        first = await fresh_env.client.execute_workflow(
+            ResourceSweep.run,
+            SweepInput(),
+            id=f"sweep-{uuid.uuid4()}",
+            task_queue=queue,
+            result_type=SweepResult,
+        )
+        second = await fresh_env.client.execute_workflow(
+            ResourceSweep.run,
+            SweepInput(),
+            id=f"sweep-{uuid.uuid4()}",
+            task_queue=queue,
+            result_type=SweepResult,
+        )
+        await finished(fresh_env, first.candidates[0].workflow_id)
+    assert first.candidates[0].started
+    assert not second.candidates[0].started and "already in hand" in second.candidates[0].note
