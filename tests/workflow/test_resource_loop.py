@@ -170,7 +170,6 @@ async def sweep(
             SweepInput(),
             id=f"sweep-{uuid.uuid4()}",
             task_queue=queue,
-            result_type=SweepResult,
         )
         runs = [await finished(env, run.workflow_id) for run in result.candidates if run.started]
     return result, runs
@@ -254,14 +253,12 @@ async def test_a_second_sweep_leaves_a_candidate_already_in_hand(fresh_env: Work
             SweepInput(),
             id=f"sweep-{uuid.uuid4()}",
             task_queue=queue,
-            result_type=SweepResult,
         )
         second = await fresh_env.client.execute_workflow(
             ResourceSweep.run,
             SweepInput(),
             id=f"sweep-{uuid.uuid4()}",
             task_queue=queue,
-            result_type=SweepResult,
         )
         await finished(fresh_env, first.candidates[0].workflow_id)
     assert first.candidates[0].started
