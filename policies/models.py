@@ -24,8 +24,8 @@ from policies.durations import Seconds
 from policies.queries import check_template
 from policies.resource import ResourcePolicy
 from policies.schema import ActionStep, Approval, Notify, PolicyModel, Risk, check_tier_channels
-from policies.trust import Trust
 from policies.security_policy import SecurityPolicy
+from policies.trust import Trust
 from suture.models import HealthCheck, Loop, Mode
 
 _CONDITION = re.compile(r"^\s*(<=|>=|==|!=|<|>)\s*(-?\d+(?:\.\d+)?(?:[eE]-?\d+)?)\s*$")

@@ -13,8 +13,8 @@ from pydantic import Field, field_validator, model_validator
 
 from policies.durations import Seconds
 from policies.schema import ActionStep, Approval, Notify, PolicyModel, Risk, check_tier_channels
-from policies.trust import Trust
 from policies.scope import SignalType, index_actions
+from policies.trust import Trust
 from suture.models import Loop, Mode
 
 _MODES = [Mode.OBSERVE, Mode.DRY_RUN, Mode.SUPERVISED, Mode.AUTONOMOUS]

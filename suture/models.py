@@ -392,7 +392,7 @@ class Briefing(Contract):
     trust: list[str] = []
     """What earned trust changed about this run: a promotion, a demotion, an exception, novelty."""
     nearest_incidents: list[str] = []
-    """For a novel incident: the nearest past incidents (by shared signature fields) and what became of them."""
+    """For a novel incident: the nearest past incidents (by shared signature fields) and their ends."""
 
 
 class ChannelEvent(StrEnum):

@@ -256,7 +256,8 @@ async def test_the_audit_trail_keeps_its_order_though_early_entries_are_written_
 
     entries = sorted(world.audit, key=lambda entry: entry.seq)
     assert [entry.seq for entry in entries] == list(range(1, len(entries) + 1))
-    assert [entry.step for entry in entries] == ["detected", "assessed", "decided", "acted", "verified", "resolved"]
+    steps = ["detected", "assessed", "decided", "acted", "verified", "resolved"]
+    assert [entry.step for entry in entries] == steps
 
 
 async def test_the_baseline_window_ends_before_the_event_and_skips_the_event_itself(
