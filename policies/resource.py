@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from policies.durations import Seconds
 from policies.prices import PriceTable
@@ -91,6 +91,12 @@ class ResourceVerification(PolicyModel):
     query: str | None = None
     condition: str = "> 0"
     max_staleness: Seconds = 120.0
+
+    @field_validator("condition")
+    @classmethod
+    def _condition_is_comparison(cls, value: str) -> str:
+        _comparison(value)
+        return value
 
     def health_check(self) -> HealthCheck | None:
         if self.query is None:
@@ -391,5 +397,8 @@ def gate_sweep(fleet_size: int, tagged: int, findings: Sequence[Finding], acted_
 def _comparison(condition: str) -> tuple[str, float]:
     for operator in ("<=", ">=", "==", "!=", "<", ">"):
         if condition.strip().startswith(operator):
-            return operator, float(condition.strip()[len(operator) :])
+            try:
+                return operator, float(condition.strip()[len(operator) :])
+            except ValueError:
+                break
     raise ValueError(f"{condition!r} is not a condition; write it like '< 0.5' or '>= 0.99'")
