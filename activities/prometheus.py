@@ -17,6 +17,10 @@ between the worker and Prometheus does not make samples look stale or fresh.
 
 Prometheus being unreachable is raised for Temporal to retry; the workflow turns
 exhausted retries into ``unknown``. A query Prometheus rejects is permanent.
+
+A healthy verdict on a check that names when the action happened also says when
+the signal first showed it (:meth:`PrometheusProbe.first_met`): the verification
+lag, which tells whether a policy's propagation window is long enough.
 """
 
 from __future__ import annotations
@@ -149,7 +153,35 @@ class PrometheusProbe:
                 the query (non-retryable).
         """
         samples, evaluated_at = self.sample(check.query)
-        return judge(check, samples, evaluated_at)
+        report = judge(check, samples, evaluated_at)
+        if report.verdict == Verdict.HEALTHY and check.changed_at is not None:
+            report.first_met_at = self.first_met(check, evaluated_at)
+        return report
+
+    def first_met(self, check: HealthCheck, until: datetime) -> datetime | None:
+        """When, after ``check.changed_at``, the condition began to hold without a break until ``until``.
+
+        One range query over the span, at most ~500 steps (never finer than 1 s);
+        the lag is a measurement, so a failed query gives None rather than failing
+        the verification it accompanies.
+        """
+        assert check.changed_at is not None
+        span = (until - check.changed_at).total_seconds()
+        if span <= 0:
+            return None
+        try:
+            result = self._client.custom_query_range(
+                check.query, start_time=check.changed_at, end_time=until, step=f"{max(span / 500, 1.0):g}"
+            )
+        except (requests.RequestException, PrometheusApiClientException):
+            return None
+        if len(result) != 1:
+            return None
+        held_since = None
+        for at, value in result[0]["values"]:
+            held = COMPARISONS[check.operator](float(value), check.threshold)
+            held_since = (held_since or at) if held else None
+        return _time(held_since) if held_since is not None else None
 
     def sample(self, query: str) -> tuple[list[Sample], datetime]:
         """Evaluate ``query`` now; return its series with their scrape times, and the evaluation time."""

@@ -250,12 +250,18 @@ class HealthCheck(Contract):
     operator: str = Field(pattern="^(<|<=|>|>=|==|!=)$")
     threshold: float
     max_staleness_s: float = 15.0
+    changed_at: datetime | None = None
+    """When the action under verification changed the world: the healthy report then says when
+    the signal first met its condition after it (the verification lag)."""
 
 
 class HealthReport(Contract):
     verdict: Verdict
     reason: str
     evidence: list[Evidence] = []
+    first_met_at: datetime | None = None
+    """For a healthy check with ``changed_at``: the first sample after the change from which the
+    condition held to the end."""
 
 
 # --- audit, locks, escalation ----------------------------------------------------------

@@ -5,6 +5,10 @@ Three figures per loop, computed from the ``runs`` table over a window:
 * closure rate: resolved runs / every run closed in the window, whatever its outcome;
 * auto-resolution rate: runs resolved with no human touching them / every run;
 * MTTR: mean and median of detected → verified over *resolved* runs only.
+* where the time goes: medians of detected → decided → acted → verified per loop,
+  so the decision-to-action gap can be watched shrinking;
+* verification lag per policy: how long after an action its verify signal first
+  showed the change (median and p90), against the policy's propagation window.
   Escalations are failures of the loop, not slow successes; folding them in would
   make the figure describe the on-call engineer instead of the loop, so they are
   counted and listed apart.
@@ -22,7 +26,7 @@ import html
 import io
 import re
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -30,7 +34,8 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, ConfigDict, computed_field
 
 from suture.errors import SutureError
-from suture.models import ActionRecord, Loop, LoopResult, Outcome
+from suture.models import ActionRecord, AuditEntry, Loop, LoopResult, Outcome
+from suture.stages import PROPAGATION
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -89,6 +94,27 @@ class LoopFigures(ReportModel):
     auto_resolution_rate: float | None
     mttr_mean_s: float | None
     mttr_median_s: float | None
+    decide_median_s: float | None = None
+    """Median seconds from detection to the decision."""
+    act_median_s: float | None = None
+    """Median seconds from the decision to the first action (approval waits included)."""
+    verify_median_s: float | None = None
+    """Median seconds from the first action to the verdict (the propagation window included)."""
+
+
+class Propagation(ReportModel):
+    """How long one policy's actions took to show in its verify signal, against its window."""
+
+    policy: str
+    runs: int
+    median_s: float
+    p90_s: float
+    window_s: float | None = None
+    """The policy's propagation window as configured now; None when the policy is not loaded."""
+
+    @property
+    def window_too_short(self) -> bool:
+        return self.window_s is not None and self.p90_s > self.window_s
 
 
 class Fix(ReportModel):
@@ -168,6 +194,7 @@ class Report(ReportModel):
     """What the resource loop's verified, not undone, actions save per month at list price."""
     resource_dry_runs: int = 0
     """Resource candidates only recorded as dry-run (policy mode, daily cap or tag coverage)."""
+    propagation: list[Propagation] = []
     trust: list[TrustRow] = []
     """Earned trust per policy and action class; kept over all time, not the window."""
 
@@ -179,11 +206,17 @@ def build_report(
     *,
     ui_url: str = DEFAULT_UI_URL,
     namespace: str = "default",
+    windows: Mapping[str, float] | None = None,
 ) -> Report:
-    """The report over the ``window`` that ends ``now``, read from ``store``."""
+    """The report over the ``window`` that ends ``now``, read from ``store``.
+
+    ``windows`` maps policy names to their propagation windows (seconds), for the
+    verification lag table.
+    """
     until = now or datetime.now(UTC)
     since = until - window
     report = summarize(store.runs(since=since, until=until), since, until, ui_url=ui_url, namespace=namespace)
+    report.propagation = verification_lags(store, since, until, windows or {})
     report.trust = trust_rows(store)
     return report
 
@@ -223,6 +256,43 @@ _COUNTED = (
     "shadow_not_helpful",
     "shadow_undecided",
 )
+
+
+def verification_lags(
+    store: AuditStore, since: datetime, until: datetime, windows: Mapping[str, float]
+) -> list[Propagation]:
+    """Per policy, the verification lags recorded by the runs that closed in the window."""
+    runs = store.runs(since=since, until=until)
+    return propagation(runs, store.events_at("verified", since=since), windows)
+
+
+def propagation(
+    runs: Sequence[LoopResult], verified: Sequence[AuditEntry], windows: Mapping[str, float]
+) -> list[Propagation]:
+    """Per policy, the verification lags in the runs' ``verified`` audit entries."""
+    policy_of = {run.workflow_id: run.policy for run in runs if run.policy}
+    lags: dict[str, list[float]] = {}
+    for entry in verified:
+        policy = policy_of.get(entry.workflow_id)
+        for item in entry.evidence:
+            if policy and item.source == PROPAGATION and isinstance(item.value, int | float):
+                lags.setdefault(policy, []).append(float(item.value))
+    return [
+        Propagation(
+            policy=policy,
+            runs=len(found),
+            median_s=statistics.median(found),
+            p90_s=_p90(found),
+            window_s=windows.get(policy),
+        )
+        for policy, found in sorted(lags.items())
+    ]
+
+
+def _p90(values: list[float]) -> float:
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=10, method="inclusive")[8]
 
 
 def summarize(
@@ -310,7 +380,19 @@ def _figures(loop: Loop, runs: list[LoopResult]) -> LoopFigures:
         auto_resolution_rate=unattended / len(runs) if runs else None,
         mttr_mean_s=statistics.fmean(times) if times else None,
         mttr_median_s=statistics.median(times) if times else None,
+        decide_median_s=_median_between(runs, "detected", "decided"),
+        act_median_s=_median_between(runs, "decided", "acted"),
+        verify_median_s=_median_between(runs, "acted", "verified"),
     )
+
+
+def _median_between(runs: Sequence[LoopResult], start: str, end: str) -> float | None:
+    spans = [
+        (getattr(run.timeline, end) - getattr(run.timeline, start)).total_seconds()
+        for run in runs
+        if getattr(run.timeline, start) is not None and getattr(run.timeline, end) is not None
+    ]
+    return statistics.median(spans) if spans else None
 
 
 def _fix(run: LoopResult) -> Fix:
@@ -367,7 +449,14 @@ class TableData:
 
 def tables(report: Report) -> list[TableData]:
     """The report as four tables: figures per loop, fixes, escalations, money."""
-    found = [figures_table(report), fixes_table(report), escalations_table(report), money_table(report)]
+    found = [
+        figures_table(report),
+        time_table(report),
+        fixes_table(report),
+        escalations_table(report),
+        money_table(report),
+        propagation_table(report),
+    ]
     return found + ([trust_table(report)] if report.trust else [])
 
 
@@ -399,6 +488,38 @@ def trust_table(report: Report) -> TableData:
         "mode now",
     ]
     return TableData("earned trust (track record, all time)", columns, rows)
+
+
+def time_table(report: Report) -> TableData:
+    """Where each loop's time goes: detection → decision → action → verified (medians)."""
+    rows = [
+        [
+            figures.loop.value,
+            _duration(figures.decide_median_s),
+            _duration(figures.act_median_s),
+            _duration(figures.verify_median_s),
+        ]
+        for figures in report.loops
+    ]
+    columns = ["loop", "detected → decided", "decided → acted", "acted → verified"]
+    return TableData("where the time goes (medians)", columns, rows)
+
+
+def propagation_table(report: Report) -> TableData:
+    """Verification lag per policy, flagged where the p90 is longer than the window."""
+    rows = [
+        [
+            item.policy,
+            str(item.runs),
+            _duration(item.median_s),
+            _duration(item.p90_s),
+            _duration(item.window_s),
+            "window too short" if item.window_too_short else "ok",
+        ]
+        for item in report.propagation
+    ]
+    columns = ["policy", "verified", "median lag", "p90 lag", "window", ""]
+    return TableData("verification lag (action → signal shows it)", columns, rows)
 
 
 def money_table(report: Report) -> TableData:

@@ -38,6 +38,8 @@ MAX_DRY_RUN_RATE = 0.05
 MIN_CLOSURE_RATE = 0.80
 """Closure rate a loop must reach in ``live_scoped`` before it goes ``live``."""
 ACTING = (Mode.SUPERVISED, Mode.AUTONOMOUS)
+PROPAGATION = "suture.propagation"
+"""Evidence source of a verification lag: seconds from the action to the signal showing it."""
 
 
 class Stage(StrEnum):

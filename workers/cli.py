@@ -496,7 +496,16 @@ def _switch_status(as_json: bool) -> None:
 
 
 @policy_app.command("check")
-def policy_check(files: Annotated[list[Path], typer.Argument(help="Policy YAML files.")]) -> None:
+def policy_check(
+    files: Annotated[list[Path], typer.Argument(help="Policy YAML files.")],
+    against_history: Annotated[
+        bool,
+        typer.Option(
+            "--against-history",
+            help="Also warn where a propagation window is shorter than the measured verification lag.",
+        ),
+    ] = False,
+) -> None:
     """Validate policy files as the worker would; print every problem with file:line.
 
     Exits 2 when any file has a problem (names used twice across the files included).
@@ -509,6 +518,12 @@ def policy_check(files: Annotated[list[Path], typer.Argument(help="Policy YAML f
     for entry in loaded:
         policy = entry.policy
         console.print(f"{entry.path}: {policy.name} ({policy.loop}, {policy.mode}) version {policy.version}")
+    if against_history:
+        from workers.readiness_cli import window_warnings
+
+        policies = [entry.policy for entry in loaded]
+        for warning in _with_store(lambda store: window_warnings(store, policies)):
+            errors.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False, soft_wrap=True)
     for problem in problems:
         errors.print(f"[red]error:[/red] {escape(str(problem))}", highlight=False, soft_wrap=True)
     if problems:
@@ -735,6 +750,7 @@ def report(
 
     from suture.report import DEFAULT_UI_URL, build_report, parse_window, render_html, render_table
     from suture.store import AuditStore
+    from workers.readiness_cli import policy_windows
 
     window = _run(lambda: parse_window(since))
     settings = _settings()
@@ -743,6 +759,7 @@ def report(
         window,
         ui_url=os.environ.get("TEMPORAL_UI_URL", DEFAULT_UI_URL),
         namespace=settings.temporal_namespace,
+        windows=_run(lambda: policy_windows(settings.policy_dirs)),
     )
     if html is not None:
         html.write_text(render_html(summary), encoding="utf-8")

@@ -70,6 +70,39 @@ def readiness_for(
     )
 
 
+def policy_windows(policy_dirs: Sequence[Path]) -> dict[str, float]:
+    """Each loaded policy's propagation window in seconds, by name (for the verification lag table)."""
+    from policies.loading import load_policies
+
+    return _windows(load_policies(policy_dirs))
+
+
+def _windows(policies: Sequence[Any]) -> dict[str, float]:
+    found = {}
+    for policy in policies:
+        window = getattr(getattr(policy, "verify", None), "window", None)
+        if isinstance(window, int | float):
+            found[policy.name] = float(window)
+    return found
+
+
+def window_warnings(store: "AuditStore", policies: Sequence[Any], days: float = 30.0) -> list[str]:
+    """Policies whose window is shorter than the p90 verification lag measured over ``days``."""
+    from datetime import UTC, datetime, timedelta
+
+    from suture.report import verification_lags
+
+    until = datetime.now(UTC)
+    measured = verification_lags(store, until - timedelta(days=days), until, _windows(policies))
+    return [
+        f"policy {item.policy}: window {item.window_s:g}s is shorter than the measured verification lag "
+        f"(p90 {item.p90_s:.1f}s, median {item.median_s:.1f}s over {item.runs} runs in {days:g} days); "
+        "verify could read the signal before the action shows in it"
+        for item in measured
+        if item.window_too_short
+    ]
+
+
 def register(app: typer.Typer, cli: Any) -> None:
     """Add ``readiness`` and ``stage`` to the ``suture`` command; ``cli`` is :mod:`workers.cli`."""
 

@@ -79,6 +79,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from suture.stages import (
         ACTING,
+        PROPAGATION,
         PermissionQuery,
         PermissionVerdict,
         Stage,
@@ -805,6 +806,7 @@ class RemediationLoop:
         """Wait out the propagation window on a durable timer, then ask the signal."""
         self.step = Step.VERIFYING
         await workflow.sleep(timedelta(seconds=window_s))
+        check = check.model_copy(update={"changed_at": self.timeline.acted})
         try:
             report = await self.call(check_health, check, HealthReport, VERIFY)
         except ActivityError as error:
@@ -815,8 +817,25 @@ class RemediationLoop:
         self.verdict = report.verdict
         for item in report.evidence:
             self.add_evidence(item)
-        await self.audit("verified", f"{report.verdict}: {report.reason}", report.evidence)
+        lag = self.propagation(report, check.query, window_s)
+        await self.audit("verified", f"{report.verdict}: {report.reason}", [*report.evidence, *lag])
         return report
+
+    def propagation(self, report: HealthReport, query: str, window_s: float) -> list[Evidence]:
+        """The verification lag as evidence: how long after the action the signal first showed it."""
+        acted = self.timeline.acted
+        if report.first_met_at is None or acted is None:
+            return []
+        lag = max((report.first_met_at - acted).total_seconds(), 0.0)
+        return [
+            Evidence(
+                source=PROPAGATION,
+                query=query,
+                value=round(lag, 3),
+                at=report.first_met_at,
+                note=f"the signal first met its condition {lag:.1f}s after the action (window {window_s:g}s)",
+            )
+        ]
 
     async def escalate(self, briefing: Briefing) -> None:
         """Hand the briefing to a human: the policy's channels in order, else the default webhook."""

@@ -332,6 +332,8 @@ class ResourceLoop(RemediationLoop):
                 verdict=Verdict.UNKNOWN, reason=f"could not re-read the resource: {error.cause or error}"
             )
         check = policy.verify.health_check()
+        if check is not None:
+            check = check.model_copy(update={"changed_at": self.timeline.acted})
         if report.verdict == Verdict.HEALTHY and check is not None:
             try:
                 report = await self.call("prometheus.check_health", check, HealthReport, VERIFY)
@@ -343,7 +345,8 @@ class ResourceLoop(RemediationLoop):
         self.verdict = report.verdict
         for item in report.evidence:
             self.add_evidence(item)
-        await self.audit("verified", f"{report.verdict}: {report.reason}", report.evidence)
+        lag = self.propagation(report, check.query, policy.verify.window) if check is not None else []
+        await self.audit("verified", f"{report.verdict}: {report.reason}", [*report.evidence, *lag])
         return report
 
     async def _hand_over(self, reason: str, would: list[str], verdict: Verdict | None = None) -> LoopResult:
