@@ -35,6 +35,7 @@ from sandbox.bench_figures import sampled_round_trips
 from sandbox.bench_open_runs import open_runs
 from sandbox.bench_stack import BENCH_POLICIES, BenchStack, create_deployments
 from sandbox.bench_storm import storm
+from sandbox.bench_sweep import sweep
 from sandbox.stack import SANDBOX_POLICIES
 from suture.models import LoopResult
 
@@ -118,6 +119,7 @@ async def _latency(stack: BenchStack, count: int, rate: float, say: Callable[[st
         "lost": count - len(latencies),
         **summary(latencies),
         "peak_rss_mib": peaks,
+        "cpu_s": sampler.cpu_s,
         "measured_s": round(posting_s, 1),
         "round_trips_per_run": await sampled_round_trips(
             stack.client, "WorkflowType = 'ReliabilityLoop' AND WorkflowId STARTS_WITH 'reliability-'"
@@ -163,4 +165,5 @@ BENCHMARKS: dict[str, Callable[..., Any]] = {
     "storm": storm,
     "open-runs": open_runs,
     "scale-out": scale_out,
+    "sweep": sweep,
 }

@@ -150,6 +150,7 @@ async def _burst(stack: BenchStack, count: int, say: Callable[[str], Any]) -> di
         **summary(from_first),
         "per_event": summary(own),
         "peak_rss_mib": peaks,
+        "cpu_s": sampler.cpu_s,
         "round_trips_per_run": await sampled_round_trips(stack.client, "WorkflowType = 'SecurityLoop'"),
     }
 

@@ -323,6 +323,7 @@ async def _containment(
         **summary(seconds),
         "seed_s": round(seed_s, 2),
         "peak_rss_mib": peaks,
+        "cpu_s": sampler.cpu_s,
         "round_trips_per_run": await sampled_round_trips(stack.client, "WorkflowType = 'SecurityLoop'"),
     }
 

@@ -201,6 +201,7 @@ async def _open_runs(stack: BenchStack, count: int, say: Callable[[str], Any]) -
         "actions": len(acted),
         "duplicate_actions": repeats(acted),
         "peak_rss_mib": peaks,
+        "cpu_s": sampler.cpu_s,
         "round_trips_per_run": await sampled_round_trips(
             stack.client, f"WorkflowType = 'ReliabilityLoop' AND WorkflowId STARTS_WITH 'reliability-{tag}-'"
         ),

@@ -125,26 +125,52 @@ def vm_rss_mib(status: str) -> float | None:
     return None
 
 
+def cpu_seconds(stat: str) -> float:
+    """User plus system CPU seconds of a process, from its ``/proc/PID/stat`` line."""
+    # The command name (field 2) may hold spaces; the fields after its closing parenthesis do not.
+    fields = stat.rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_of(pid: int) -> float | None:
+    try:
+        return cpu_seconds(Path(f"/proc/{pid}/stat").read_text(encoding="ascii"))
+    except OSError:
+        return None
+
+
 class RssSampler:
-    """Samples the resident set of named processes on a thread; keeps each one's peak and last value."""
+    """Samples the resident set of named processes on a thread; keeps each one's peak and last value.
+
+    It also reads each process's CPU time at start and stop: :attr:`cpu_s` says where the
+    machine's two cores went during the measured phase (suture, Temporal, the estate).
+    """
 
     def __init__(self, pids: Mapping[str, int | None]) -> None:
         self.pids = {name: pid for name, pid in pids.items() if pid is not None}
         self.peak: dict[str, float] = {}
         self.last: dict[str, float] = {}
+        self.cpu_s: dict[str, float] = {}
+        self._cpu_at_start: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
 
     def start(self) -> RssSampler:
+        started = {name: _cpu_of(pid) for name, pid in self.pids.items()}
+        self._cpu_at_start = {name: cpu for name, cpu in started.items() if cpu is not None}
         self._sample()
         self._thread.start()
         return self
 
     def stop(self) -> dict[str, float]:
-        """Stop sampling; the peaks in MiB, rounded."""
+        """Stop sampling; the peaks in MiB, rounded (CPU seconds since start in :attr:`cpu_s`)."""
         self._stop.set()
         self._thread.join(5)
         self._sample()
+        for name, pid in self.pids.items():
+            cpu = _cpu_of(pid)
+            if cpu is not None and name in self._cpu_at_start:
+                self.cpu_s[name] = round(cpu - self._cpu_at_start[name], 1)
         return {name: round(value, 1) for name, value in self.peak.items()}
 
     def _run(self) -> None:
@@ -170,10 +196,12 @@ class BenchStack(Stack):
         self.workers: list[subprocess.Popen[bytes]] = []
 
     def sampler(self) -> RssSampler:
-        """An RSS sampler of this process (worker and ingress), the Temporal server and any worker process."""
+        """An RSS and CPU sampler of this process (worker and ingress), the Temporal server, any worker
+        process and the estate's servers."""
         server = self.dev._process  # the dev server exposes no pid of its own
         pids: dict[str, int | None] = {"suture": os.getpid(), "temporal": server.pid if server else None}
         pids.update({f"worker-{n}": worker.pid for n, worker in enumerate(self.workers, start=1)})
+        pids.update({server.name: server.pid for server in self.servers})
         return RssSampler(pids)
 
     async def _start_worker(self) -> None:

@@ -170,6 +170,7 @@ async def _storm(stack: BenchStack, count: int, say: Callable[[str], Any]) -> di
         "lost": count - distinct,
         "actions": 0,
         "peak_rss_mib": peaks,
+        "cpu_s": sampler.cpu_s,
         "round_trips_per_run": await sampled_round_trips(
             stack.client, f"WorkflowType = 'ReliabilityLoop' AND WorkflowId STARTS_WITH 'reliability-{tag}-'"
         ),

@@ -32,7 +32,14 @@ from sandbox.bench_containment import (
 )
 from sandbox.bench_figures import mean_counts, round_trips
 from sandbox.bench_open_runs import batches, waiting_payload
-from sandbox.bench_stack import BENCH_POLICIES, kubeconfig, rss_mib, vm_rss_mib, worker_environment
+from sandbox.bench_stack import (
+    BENCH_POLICIES,
+    cpu_seconds,
+    kubeconfig,
+    rss_mib,
+    vm_rss_mib,
+    worker_environment,
+)
 from sandbox.bench_storm import status_counts, storm_payload
 from suture.config import Settings
 from suture.errors import ConfigError
@@ -325,3 +332,11 @@ def test_a_benchmark_refuses_an_option_it_does_not_take_in_one_line() -> None:
 
     with pytest.raises(ConfigError, match="benchmark latency takes no --workers"):
         latency(count=1, rate=None, workers=2, progress=None)
+
+
+def test_cpu_time_is_read_after_the_command_name_even_when_it_holds_spaces() -> None:
+    ticks = os.sysconf("SC_CLK_TCK")
+    fields = ["S"] + ["0"] * 10 + [str(3 * ticks), str(ticks)] + ["0"] * 30
+    stat = f"4242 (python -m suture) {' '.join(fields)}"
+
+    assert cpu_seconds(stat) == 4.0
