@@ -61,6 +61,8 @@ from suture.fleet import (
 UTILISATION_METRIC = "suture:utilisation:ratio1h"
 WINDOW = "30d"
 SAMPLE_INTERVAL_S = 3600.0
+PAGE_SIZE = 1000
+"""Instances per DescribeInstances page: small enough that no single answer times out."""
 ClientFactory = Callable[[str, str], Any]
 """``(service, region) -> boto3 client``."""
 
@@ -180,20 +182,13 @@ class FleetAnalyst:
         filters = [{"Name": "instance-state-name", "Values": ["running"]}]
         filters += [{"Name": f"tag:{key}", "Values": [value]} for key, value in sorted(scope.items())]
         with _aws_errors("listing instances", "ec2:DescribeInstances"):
-            pages = list(client.get_paginator("describe_instances").paginate(Filters=filters))
-        for page in pages:
-            for reservation in page["Reservations"]:
-                for instance in reservation["Instances"]:
-                    yield Workload(
-                        kind=WorkloadKind.EC2_INSTANCE,
-                        scope=reservation.get("OwnerId", ""),
-                        name=instance["InstanceId"],
-                        labels={tag["Key"]: tag["Value"] for tag in instance.get("Tags", [])},
-                        region=region,
-                        instance_type=instance["InstanceType"],
-                        state=instance["State"]["Name"],
-                        created_at=instance.get("LaunchTime"),
-                    )
+            pages = client.get_paginator("describe_instances").paginate(
+                Filters=filters, PaginationConfig={"PageSize": PAGE_SIZE}
+            )
+            for page in pages:
+                if activity.in_activity():
+                    activity.heartbeat(f"instances in {region}")
+                yield from _instances_of(page, region)
 
     def _deployments(self, scope: dict[str, str]) -> Iterator[Workload]:
         assert self._apps is not None
@@ -212,6 +207,21 @@ class FleetAnalyst:
             raise KubernetesUnreachable.failure(f"cannot reach the Kubernetes API: {error}") from error
         for item in json.loads(response.data)["items"]:  # type: ignore[attr-defined]
             yield deployment_workload(item)
+
+
+def _instances_of(page: dict[str, Any], region: str) -> Iterator[Workload]:
+    for reservation in page["Reservations"]:
+        for instance in reservation["Instances"]:
+            yield Workload(
+                kind=WorkloadKind.EC2_INSTANCE,
+                scope=reservation.get("OwnerId", ""),
+                name=instance["InstanceId"],
+                labels={tag["Key"]: tag["Value"] for tag in instance.get("Tags", [])},
+                region=region,
+                instance_type=instance["InstanceType"],
+                state=instance["State"]["Name"],
+                created_at=instance.get("LaunchTime"),
+            )
 
 
 def deployment_workload(item: dict[str, Any]) -> Workload:
