@@ -460,8 +460,9 @@ class Readiness:
         """The scrape-to-query lag of what the reliability policies read, and of every scrape target."""
         names = sorted(self.telemetry_metrics())
         queries = ["max(time() - timestamp(up))"]
-        if names:
-            queries.append(f'max(time() - timestamp({{__name__=~"{"|".join(map(re.escape, names))}"}}))')
+        # One query per metric: timestamp() gives scrape times only of a plain selector, and
+        # drops the name, so several metrics in one selector would collide on their labels.
+        queries += [f"max(time() - timestamp({name}))" for name in names]
         try:
             lags = [self._scalar(query) for query in queries]
         except Exception as error:
