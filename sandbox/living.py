@@ -33,6 +33,8 @@ from sandbox.stack import SANDBOX_POLICIES, Stack
 
 NAMESPACE = "shop"
 CONTROL_FILE = "sandbox.json"
+ENV_FILE = "sandbox.env"
+"""Exports that point another shell's ``suture readiness`` (or kubectl, aws) at this estate."""
 HUMAN_TIMEOUT_S = 600.0
 """Approval timeouts of the living estate: ten minutes, time to read and answer by hand."""
 GOOD = Behaviour(latency_p99_s=0.12)
@@ -198,6 +200,7 @@ class LivingStack(Stack):
             *super().addresses(),
             ("Slack receiver", f"{self.slack.url} (messages in {self.slack.folder})"),
             ("sandbox control", f"{self._control.url_for('/')} (suture sandbox fire --list)"),
+            ("estate clients", f"source {self.state_dir / ENV_FILE}  (then `suture readiness`)"),
         ]
 
     async def before_worker(self) -> None:
@@ -215,6 +218,28 @@ class LivingStack(Stack):
         (self.state_dir / CONTROL_FILE).write_text(
             json.dumps({"url": self._control.url_for("/"), "token": self.control_token}), encoding="utf-8"
         )
+        self._write_client_env()
+
+    def _write_client_env(self) -> None:
+        """A kubeconfig for the emulator and the exports that reach Prometheus, moto and the emulator."""
+        from sandbox.aws import ADMIN
+
+        kubeconfig = self.state_dir / "kubeconfig"
+        cluster = {"name": "sandbox", "cluster": {"server": self.kube.url}}
+        context = {"name": "sandbox", "context": {"cluster": "sandbox", "user": "sandbox"}}
+        config = {"apiVersion": "v1", "kind": "Config", "clusters": [cluster], "contexts": [context]}
+        config |= {"users": [{"name": "sandbox", "user": {}}], "current-context": "sandbox"}
+        kubeconfig.write_text(yaml.safe_dump(config), encoding="utf-8")
+        exports = {
+            "KUBECONFIG": str(kubeconfig),
+            "PROMETHEUS_URL": self.monitoring.prometheus_url,
+            **({"AWS_ENDPOINT_URL": self.aws.endpoint_url} if self.aws else {}),
+            "AWS_ACCESS_KEY_ID": ADMIN[0],
+            "AWS_SECRET_ACCESS_KEY": ADMIN[1],
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+        lines = [f"export {name}={value}" for name, value in exports.items()]
+        (self.state_dir / ENV_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     def _stop_control(self) -> None:
         (self.state_dir / CONTROL_FILE).unlink(missing_ok=True)
