@@ -14,11 +14,19 @@ import yaml
 
 from policies.actions.declaration import (
     Permissions,
+    RbacRule,
     declared_activities,
     registered_actions,
 )
 
 CLUSTER_ROLE_NAME = "suture"
+
+SELF_CHECK = Permissions(
+    iam=("iam:SimulatePrincipalPolicy", "sts:GetCallerIdentity"),
+    rbac=(RbacRule(("authorization.k8s.io",), ("selfsubjectaccessreviews",), ("create",)),),
+)
+"""What ``suture readiness`` and a run about to act need to ask the systems which
+permissions the worker's identity actually holds (a review, a policy simulation)."""
 
 
 def iam_policy() -> dict[str, Any]:
@@ -29,6 +37,7 @@ def iam_policy() -> dict[str, Any]:
         for declared in declared_activities()
         if declared.permissions.iam
     ]
+    statements.append(_statement("readiness.self_check", SELF_CHECK))
     return {"Version": "2012-10-17", "Statement": [s for s in statements if s["Action"]]}
 
 
@@ -61,8 +70,10 @@ def cluster_role_yaml() -> str:
 
 
 def _everything() -> list[Permissions]:
-    return [spec.permissions for spec in registered_actions()] + [
-        declared.permissions for declared in declared_activities()
+    return [
+        *(spec.permissions for spec in registered_actions()),
+        *(declared.permissions for declared in declared_activities()),
+        SELF_CHECK,
     ]
 
 
