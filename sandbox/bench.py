@@ -35,6 +35,7 @@ from sandbox.bench_figures import sampled_round_trips
 from sandbox.bench_open_runs import open_runs
 from sandbox.bench_stack import BENCH_POLICIES, BenchStack, create_deployments
 from sandbox.bench_storm import storm
+from sandbox.bench_sweep import sweep
 from sandbox.stack import SANDBOX_POLICIES
 from suture.models import LoopResult
 
@@ -164,4 +165,5 @@ BENCHMARKS: dict[str, Callable[..., Any]] = {
     "storm": storm,
     "open-runs": open_runs,
     "scale-out": scale_out,
+    "sweep": sweep,
 }
