@@ -16,8 +16,11 @@ from policies.prices import load_price_table
 from sandbox.drill import DrillResult
 from sandbox.runner import all_drills, run_on
 from sandbox.stack import Stack
+from suture.models import Target
 from suture.store import AuditStore
+from tests.drills.conftest import record_histories
 from workers.schedules import SWEEP_SCHEDULE_ID, ensure_sweep_schedule, set_sweep_paused
+from workflows.resource import resource_workflow_id
 
 pytestmark = [pytest.mark.drill, pytest.mark.asyncio(loop_scope="session")]
 
@@ -26,7 +29,20 @@ pytestmark = [pytest.mark.drill, pytest.mark.asyncio(loop_scope="session")]
 async def resource(stack: Stack) -> dict[str, DrillResult]:
     drills = [drill for drill in all_drills().values() if drill.loop == "resource"]
     report = await run_on(stack, drills, lambda _message: None)
-    return {result.scenario: result for result in report.drills}
+    results = {result.scenario: result for result in report.drills}
+    await record_histories(stack, _histories(results))
+    return results
+
+
+def _histories(results: dict[str, DrillResult]) -> dict[str, str | None]:
+    """Each sweep, and the run that stopped a GPU instance and the one that right-sized a Deployment."""
+    runs: dict[str, str | None] = {f"sweep-{name}": result.workflow_id for name, result in results.items()}
+    for name, kind in (("idle-gpu-fleet", "ec2-instance"), ("overprovisioned-deployment", "deployment")):
+        actions = results[name].actions if name in results else []
+        if actions:
+            scope, _, resource = actions[0].target.partition("/")
+            runs[name] = resource_workflow_id(Target(kind=kind, scope=scope, name=resource))
+    return runs
 
 
 def passed(results: dict[str, DrillResult], name: str) -> DrillResult:
