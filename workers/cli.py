@@ -822,9 +822,14 @@ def _graph_tree(shown: Any, service: str | None) -> None:
 
 @app.command()
 def bench(
-    name: Annotated[str, typer.Argument(help="latency, containment, burst, storm, open-runs, scale-out")],
+    name: Annotated[
+        str, typer.Argument(help="latency, containment, burst, storm, open-runs, scale-out, sweep")
+    ],
     count: Annotated[
-        int | None, typer.Option(help="Signals to send (default: 200; storm and open-runs 5,000).")
+        int | None,
+        typer.Option(
+            help="Signals to send (default: 200; storm and open-runs 5,000; sweep: workloads, 10,000)."
+        ),
     ] = None,
     rate: Annotated[float | None, typer.Option(help="Signals per second (latency, containment).")] = None,
     workers: Annotated[int | None, typer.Option(help="Worker processes on the task queue (burst).")] = None,
