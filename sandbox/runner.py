@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import tempfile
 import traceback
 from collections.abc import Callable
@@ -27,15 +28,36 @@ def all_drills() -> dict[str, Drill]:
     return dict(DRILLS)
 
 
-async def run_drills(names: list[str] | None, progress: Callable[[str], Any] | None = None) -> DemoReport:
-    """Start a sandbox stack in a temporary folder, run the drills, stop everything."""
+async def run_drills(
+    names: list[str] | None,
+    progress: Callable[[str], Any] | None = None,
+    keep: Path | None = None,
+) -> DemoReport:
+    """Start a sandbox stack, run the drills, stop everything.
+
+    Args:
+        keep: a folder for the stack's state (Temporal, the audit store), emptied first
+            and kept afterwards, so ``suture report`` and ``suture policy backtest`` can
+            read the drills' history with ``SUTURE_STATE_DIR`` pointing there. A
+            temporary folder, removed at the end, when None.
+    """
     drills = all_drills()
     chosen = [drills[name] for name in (names or list(drills))]
     say = progress or (lambda _message: None)
-    with tempfile.TemporaryDirectory(prefix="suture-drills-") as state_dir:
-        say("starting Temporal, Prometheus, Alertmanager, the Kubernetes emulator and moto ...")
-        async with Stack(Path(state_dir), sandbox=True) as stack:
-            return await run_on(stack, chosen, say)
+    if keep is None:
+        with tempfile.TemporaryDirectory(prefix="suture-drills-") as state_dir:
+            return await _run_in(Path(state_dir), chosen, say)
+    shutil.rmtree(keep, ignore_errors=True)
+    keep.mkdir(parents=True)
+    report = await _run_in(keep, chosen, say)
+    say(f"the drills' history is kept in {keep}: SUTURE_STATE_DIR={keep} suture report")
+    return report
+
+
+async def _run_in(state_dir: Path, chosen: list[Drill], say: Callable[[str], Any]) -> DemoReport:
+    say("starting Temporal, Prometheus, Alertmanager, the Kubernetes emulator and moto ...")
+    async with Stack(state_dir, sandbox=True) as stack:
+        return await run_on(stack, chosen, say)
 
 
 async def run_on(stack: Stack, drills: list[Drill], say: Callable[[str], Any]) -> DemoReport:

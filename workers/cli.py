@@ -197,10 +197,15 @@ def ingress(
 
 @app.command()
 def demo(as_json: JsonFlag = False) -> None:
-    """Start everything, sandbox included, run every drill and print a table."""
+    """Start everything, sandbox included, run every drill and print a table.
+
+    The drills' history (Temporal and the audit store) is kept in .suture/demo, emptied
+    at each demo: SUTURE_STATE_DIR=.suture/demo suture report (or policy backtest) reads it.
+    """
     from workers.sandbox_commands import run_drills
 
-    report = _run(lambda: run_drills(None, progress=None if as_json else errors.print))
+    keep = _settings().state_dir / "demo"
+    report = _run(lambda: run_drills(None, progress=None if as_json else errors.print, keep=keep))
     if as_json:
         _print_json(report.model_dump(mode="json"))
     else:

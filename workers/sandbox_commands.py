@@ -60,12 +60,17 @@ def all_drills() -> dict[str, Any]:
     return drills()
 
 
-async def run_drills(names: list[str] | None, progress: Callable[[str], Any] | None = None) -> Any:
-    """Run drills (all when ``names`` is None) on a fresh sandbox stack; the demo report."""
+async def run_drills(
+    names: list[str] | None, progress: Callable[[str], Any] | None = None, keep: Path | None = None
+) -> Any:
+    """Run drills (all when ``names`` is None) on a fresh sandbox stack; the demo report.
+
+    ``keep`` keeps the stack's state (Temporal, audit store) in that folder afterwards.
+    """
     require_sandbox()
     from sandbox.runner import run_drills as run
 
-    return await run(names, progress=progress)
+    return await run(names, progress=progress, keep=keep)
 
 
 def benchmarks() -> dict[str, Callable[..., Any]]:
