@@ -56,10 +56,11 @@ def activity_methods(provider: Any) -> list[Any]:
     return found
 
 
-MAX_CACHED_RUNS = 10_000
-"""Runs kept in the worker's sticky cache: a night of open runs waiting for approval fits, so a
-morning of approvals does not replay thousands of histories (a cached run waiting on a signal
-costs tens of kilobytes; ``suture bench open-runs`` reports the RSS)."""
+MAX_CACHED_RUNS = 1_000
+"""Runs kept in the worker's sticky cache (the SDK's default). A cached run in the workflow sandbox
+costs about 375 KiB, so 5,000 runs waiting for approval would hold 1.8 GiB in one worker; beyond
+this many, the least recent are evicted and replayed from their history when a signal wakes them
+(tens of milliseconds each). ``suture bench open-runs`` reports the RSS."""
 SHARED_MODULES = ("policies", "suture", "pydantic", "workflows")
 """Modules the workflow sandbox shares with the worker instead of importing them anew per run.
 
