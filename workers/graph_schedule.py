@@ -15,7 +15,6 @@ SUTURE_GRAPH_INTERVAL      time between refreshes, e.g. ``5m`` (``5m``)
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from datetime import timedelta
 
@@ -23,18 +22,14 @@ from temporalio.client import (
     Client,
     Schedule,
     ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
     ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleSpec,
-    ScheduleUpdate,
-    ScheduleUpdateInput,
 )
 
-from policies.durations import parse_duration
 from policies.graph import GraphRefresh, GraphRefreshed
-from suture.errors import ConfigError
+from workers.schedules import ensure_schedule, interval_setting
 
 GRAPH_SCHEDULE_ID = "suture-graph-refresh"
 GRAPH_WORKFLOW = "GraphRefresher"
@@ -42,21 +37,8 @@ DEFAULT_INTERVAL = timedelta(minutes=5)
 
 
 def graph_interval(environ: Mapping[str, str] | None = None) -> timedelta:
-    """``SUTURE_GRAPH_INTERVAL`` as a duration.
-
-    Raises:
-        ConfigError: the value is not a duration of at least ten seconds.
-    """
-    value = (environ if environ is not None else os.environ).get("SUTURE_GRAPH_INTERVAL")
-    if not value:
-        return DEFAULT_INTERVAL
-    try:
-        interval = timedelta(seconds=parse_duration(value))
-    except ValueError as error:
-        raise ConfigError(f"SUTURE_GRAPH_INTERVAL: {error}") from None
-    if interval < timedelta(seconds=10):
-        raise ConfigError(f"SUTURE_GRAPH_INTERVAL: {value!r} is shorter than 10s")
-    return interval
+    """``SUTURE_GRAPH_INTERVAL``: at most one refresh every ten seconds."""
+    return interval_setting("SUTURE_GRAPH_INTERVAL", DEFAULT_INTERVAL, timedelta(seconds=10), environ)
 
 
 def graph_schedule(task_queue: str, interval: timedelta) -> Schedule:
@@ -72,14 +54,8 @@ def graph_schedule(task_queue: str, interval: timedelta) -> Schedule:
 async def ensure_graph_schedule(client: Client, task_queue: str, interval: timedelta | None = None) -> None:
     """Create the schedule, or bring an existing one up to date; never a second one."""
     schedule = graph_schedule(task_queue, interval or graph_interval())
-    try:
-        await client.create_schedule(GRAPH_SCHEDULE_ID, schedule, trigger_immediately=True)
-    except ScheduleAlreadyRunningError:
-
-        def update(_current: ScheduleUpdateInput) -> ScheduleUpdate:
-            return ScheduleUpdate(schedule=schedule)
-
-        await client.get_schedule_handle(GRAPH_SCHEDULE_ID).update(update)
+    if await ensure_schedule(client, GRAPH_SCHEDULE_ID, schedule) == "created":
+        await client.get_schedule_handle(GRAPH_SCHEDULE_ID).trigger()
 
 
 async def refresh_now(client: Client, task_queue: str) -> GraphRefreshed:

@@ -52,23 +52,57 @@ DEFAULT_INTERVAL = timedelta(hours=1)
 MAX_CATCHUP = timedelta(hours=2)
 
 
-def sweep_interval(environ: Mapping[str, str] | None = None) -> timedelta:
-    """``SUTURE_SWEEP_INTERVAL`` as a duration.
+def interval_setting(
+    variable: str, default: timedelta, minimum: timedelta, environ: Mapping[str, str] | None = None
+) -> timedelta:
+    """A schedule's interval from the environment variable ``variable`` (a duration like ``15m``).
 
     Raises:
-        ConfigError: the value is not a duration of at least a minute.
+        ConfigError: naming the variable, when the value is not a duration of at least ``minimum``.
     """
     env = os.environ if environ is None else environ
-    raw = env.get("SUTURE_SWEEP_INTERVAL", "").strip()
+    raw = env.get(variable, "").strip()
     if not raw:
-        return DEFAULT_INTERVAL
+        return default
     try:
-        seconds = parse_duration(raw)
+        interval = timedelta(seconds=parse_duration(raw))
     except ValueError as error:
-        raise ConfigError(f"SUTURE_SWEEP_INTERVAL: {error}") from None
-    if seconds < 60:
-        raise ConfigError("SUTURE_SWEEP_INTERVAL: sweep at most once a minute (e.g. 15m, 1h)")
-    return timedelta(seconds=seconds)
+        raise ConfigError(f"{variable}: {error}") from None
+    if interval < minimum:
+        least = int(minimum.total_seconds())
+        shown = f"{least // 60}m" if least % 60 == 0 else f"{least}s"
+        raise ConfigError(f"{variable}: {raw!r} is shorter than {shown} (e.g. 15m, 1h)")
+    return interval
+
+
+def sweep_interval(environ: Mapping[str, str] | None = None) -> timedelta:
+    """``SUTURE_SWEEP_INTERVAL``: at most one sweep a minute."""
+    return interval_setting("SUTURE_SWEEP_INTERVAL", DEFAULT_INTERVAL, timedelta(minutes=1), environ)
+
+
+async def ensure_schedule(
+    client: Client, schedule_id: str, wanted: Schedule, *, paused: bool | None = None
+) -> str:
+    """Create schedule ``schedule_id``, or bring an existing one to ``wanted``; never a second one.
+
+    A pause someone set (``suture pause``) is kept unless ``paused`` says otherwise.
+    Returns what was done, for the log.
+    """
+    try:
+        await client.create_schedule(schedule_id, wanted)
+        return "created"
+    except ScheduleAlreadyRunningError:
+        pass
+
+    def update(current: ScheduleUpdateInput) -> ScheduleUpdate:
+        state = current.description.schedule.state
+        keep = ScheduleState(paused=state.paused if paused is None else paused, note=state.note)
+        return ScheduleUpdate(
+            schedule=Schedule(action=wanted.action, spec=wanted.spec, policy=wanted.policy, state=keep)
+        )
+
+    await client.get_schedule_handle(schedule_id).update(update)
+    return "updated"
 
 
 def schedule_enabled(environ: Mapping[str, str] | None = None) -> bool:
@@ -114,21 +148,8 @@ async def ensure_sweep_schedule(
     """
     every = interval or sweep_interval()
     wanted = sweep_schedule(task_queue, every, paused=bool(paused))
-    try:
-        await client.create_schedule(SWEEP_SCHEDULE_ID, wanted)
-        return f"created schedule {SWEEP_SCHEDULE_ID} (every {every}, overlap skip)"
-    except ScheduleAlreadyRunningError:
-        pass
-
-    def update(current: ScheduleUpdateInput) -> ScheduleUpdate:
-        state = current.description.schedule.state
-        keep = ScheduleState(paused=state.paused if paused is None else paused, note=state.note)
-        return ScheduleUpdate(
-            schedule=Schedule(action=wanted.action, spec=wanted.spec, policy=wanted.policy, state=keep)
-        )
-
-    await client.get_schedule_handle(SWEEP_SCHEDULE_ID).update(update)
-    return f"updated schedule {SWEEP_SCHEDULE_ID} (every {every}, overlap skip)"
+    done = await ensure_schedule(client, SWEEP_SCHEDULE_ID, wanted, paused=paused)
+    return f"{done} schedule {SWEEP_SCHEDULE_ID} (every {every}, overlap skip)"
 
 
 async def set_sweep_paused(client: Client, paused: bool, note: str) -> bool:
