@@ -42,6 +42,7 @@ from sandbox.bench_containment import (
     repeats,
     summary,
 )
+from sandbox.bench_figures import results as bounded_results
 from sandbox.bench_figures import sampled_round_trips
 from sandbox.bench_stack import BenchStack
 from sandbox.stack import SANDBOX_POLICIES
@@ -109,14 +110,7 @@ async def _burst(stack: BenchStack, count: int, say: Callable[[str], Any]) -> di
     accepted = [answer for answer in first if 200 <= answer.get("status", 0) < 300]
     workflow_ids = sorted({answer["workflow_id"] for answer in accepted})
     say(f"waiting for {len(workflow_ids)} runs to close")
-    results = await asyncio.gather(
-        *(
-            asyncio.wait_for(
-                stack.client.get_workflow_handle(wid, result_type=LoopResult).result(), RUN_TIMEOUT_S
-            )
-            for wid in workflow_ids
-        )
-    )
+    results = await bounded_results(stack.client, workflow_ids, LoopResult, RUN_TIMEOUT_S)
     peaks = sampler.stop()
     entries = await asyncio.to_thread(stack.store.events)
     by_run: dict[str, list[AuditEntry]] = {}

@@ -45,6 +45,7 @@ import httpx
 from botocore.config import Config
 
 from sandbox.aws import ADMIN, Actor, AwsEstate, MotoSandbox, cloudtrail_record, envelope
+from sandbox.bench_figures import results as bounded_results
 from sandbox.bench_figures import sampled_round_trips
 from sandbox.bench_stack import BenchStack
 from sandbox.security_drills import INTRUDER, INTRUDER_AGENT, OFFICE, ROUTINE
@@ -280,14 +281,7 @@ async def _containment(
     accepted = [answer for answer in first if 200 <= answer["status"] < 300]
     workflow_ids = sorted({answer["workflow_id"] for answer in accepted})
     say(f"waiting for {len(workflow_ids)} runs to close")
-    results = await asyncio.gather(
-        *(
-            asyncio.wait_for(
-                stack.client.get_workflow_handle(wid, result_type=LoopResult).result(), RUN_TIMEOUT_S
-            )
-            for wid in workflow_ids
-        )
-    )
+    results = await bounded_results(stack.client, workflow_ids, LoopResult, RUN_TIMEOUT_S)
     peaks = sampler.stop()
     entries = await asyncio.to_thread(stack.store.events)
     by_run: dict[str, list[AuditEntry]] = {}

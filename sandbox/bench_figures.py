@@ -15,6 +15,8 @@ from typing import Any
 
 SAMPLE_RUNS = 5
 """Histories read per benchmark: the loops are deterministic, a few runs show the shape."""
+RESULTS_AT_ONCE = 100
+"""Results awaited at once: each is a long poll, and the server caps a namespace's concurrent polls."""
 
 
 def round_trips(event_types: Iterable[str]) -> dict[str, int]:
@@ -49,3 +51,19 @@ async def sampled_round_trips(client: Any, query: str, sample: int = SAMPLE_RUNS
         history = await client.get_workflow_handle(execution.id, run_id=execution.run_id).fetch_history()
         runs.append(round_trips(EventType.Name(event.event_type) for event in history.events))
     return {"runs_sampled": len(runs), **mean_counts(runs)}
+
+
+async def results(
+    client: Any, workflow_ids: list[str], result_type: Any, timeout_s: float = 1800.0
+) -> list[Any]:
+    """Every run's result, ``RESULTS_AT_ONCE`` long polls at a time."""
+    import asyncio
+
+    gate = asyncio.Semaphore(RESULTS_AT_ONCE)
+
+    async def one(workflow_id: str) -> Any:
+        async with gate:
+            handle = client.get_workflow_handle(workflow_id, result_type=result_type)
+            return await asyncio.wait_for(handle.result(), timeout_s)
+
+    return list(await asyncio.gather(*(one(workflow_id) for workflow_id in workflow_ids)))

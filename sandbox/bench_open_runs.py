@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 
 from sandbox.bench_containment import repeats, summary
-from sandbox.bench_figures import sampled_round_trips
+from sandbox.bench_figures import results, sampled_round_trips
 from sandbox.bench_stack import BENCH_POLICIES, BenchStack, RssSampler, create_deployments
 from sandbox.stack import SANDBOX_POLICIES
 from suture.models import ApprovalDecision, LoopResult
@@ -167,20 +167,15 @@ async def _open_runs(stack: BenchStack, count: int, say: Callable[[str], Any]) -
     approving = time.monotonic()
     await _approve_all(stack, workflow_ids)
     signals_s = time.monotonic() - approving
-    results = await asyncio.gather(
-        *(
-            stack.client.get_workflow_handle(wid, result_type=LoopResult).result()
-            for wid in sorted(set(workflow_ids))
-        )
-    )
+    closed = await results(stack.client, sorted(set(workflow_ids)), LoopResult)
     drain_s = time.monotonic() - approving
     peaks = sampler.stop()
     acted = [
-        str(action.target) for result in results for action in result.actions if action.started_at is not None
+        str(action.target) for result in closed for action in result.actions if action.started_at is not None
     ]
     closing = [
         (r.timeline.closed - r.timeline.approved).total_seconds()
-        for r in results
+        for r in closed
         if r.timeline.closed and r.timeline.approved
     ]
     return {
@@ -195,9 +190,9 @@ async def _open_runs(stack: BenchStack, count: int, say: Callable[[str], Any]) -
         "waiting_rss_mib": waiting_rss,
         "approval_signals_s": round(signals_s, 2),
         "drain_s": round(drain_s, 2),
-        "achieved_rate_per_s": round(len(results) / drain_s, 1) if drain_s else None,
+        "achieved_rate_per_s": round(len(closed) / drain_s, 1) if drain_s else None,
         "approved_to_closed": summary(closing),
-        "outcomes": dict(Counter(str(result.outcome) for result in results)),
+        "outcomes": dict(Counter(str(result.outcome) for result in closed)),
         "actions": len(acted),
         "duplicate_actions": repeats(acted),
         "peak_rss_mib": peaks,
