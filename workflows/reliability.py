@@ -17,10 +17,11 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ActivityError, FailureError, WorkflowAlreadyStartedError
 
 from workflows.loop import Paused, RemediationLoop
+from workflows.storm import indexed_like_this_run
 
 with workflow.unsafe.imports_passed_through():
     from policies.actions.kubernetes import rollout_history
@@ -50,7 +51,6 @@ with workflow.unsafe.imports_passed_through():
         learned_confidence,
     )
     from policies.whatif import input_evidence
-    from suture import search_attributes as sa
     from suture.identity import reliability_incident_key
     from suture.models import (
         AlertNotice,
@@ -295,12 +295,7 @@ class ReliabilityLoop(RemediationLoop):
                 id=storm.storm_id,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 parent_close_policy=workflow.ParentClosePolicy.ABANDON,
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(sa.SUTURE_LOOP, Loop.RELIABILITY.value),
-                        SearchAttributePair(sa.SUTURE_SERVICE, storm.upstream or self.subject),
-                    ]
-                ),
+                search_attributes=indexed_like_this_run(storm.upstream or self.subject),
             )
             return "started"
         except WorkflowAlreadyStartedError:

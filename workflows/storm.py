@@ -114,12 +114,7 @@ class StormLoop(RemediationLoop):
             ReliabilityLoopInput(alert=alert, joined=list(self.joined.values())),
             id=f"{request.storm_id}-root",
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(sa.SUTURE_LOOP, Loop.RELIABILITY.value),
-                    SearchAttributePair(sa.SUTURE_SERVICE, upstream),
-                ]
-            ),
+            search_attributes=indexed_like_this_run(upstream),
             result_type=LoopResult,
         )
         await self.audit("storm_closed", f"the run on {upstream} ended {result.outcome}: {result.reason}")
@@ -161,6 +156,23 @@ class GraphRefresher:
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=RetryPolicy(maximum_attempts=3),
         )
+
+
+def indexed_like_this_run(service: str) -> TypedSearchAttributes | None:
+    """suture's search attributes for a child run, when this run carries them; else none.
+
+    A run started without them (a namespace where they are not registered) must
+    not name them for its children: a server refuses, or never starts, a child
+    with search attributes it does not know.
+    """
+    if workflow.info().typed_search_attributes.get(sa.SUTURE_LOOP) is None:
+        return None
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(sa.SUTURE_LOOP, Loop.RELIABILITY.value),
+            SearchAttributePair(sa.SUTURE_SERVICE, service),
+        ]
+    )
 
 
 def _service(labels: dict[str, str]) -> str:
