@@ -6,7 +6,9 @@ retries the whole group on a 5xx, and re-sends it on its next group interval,
 so the benchmark posts the payload, follows ``Retry-After`` on a 503 as
 Alertmanager would retry, and posts it once more. Every alert names its own
 service, so every alert is its own run; the policy only observes, so the figure
-is the ingress taking the storm in, not 5,000 actions.
+is the ingress taking the storm in, not 5,000 actions; each service has its
+Deployment, so each run reads a real rollout history before it records what it
+would have done.
 
 Measured: seconds until the first 2xx, every answer's status (no 5xx is the
 goal), seconds until every run exists in Temporal, runs started per alert
@@ -23,6 +25,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,7 +33,7 @@ from typing import Any
 import httpx
 
 from sandbox.bench_figures import sampled_round_trips
-from sandbox.bench_stack import BENCH_POLICIES, BenchStack
+from sandbox.bench_stack import BENCH_POLICIES, BenchStack, create_deployments
 from sandbox.stack import SANDBOX_POLICIES
 
 ALERTNAME = "SutureStorm"
@@ -50,8 +53,8 @@ def storm_payload(count: int, tag: str, starts_at: datetime) -> dict[str, Any]:
         labels = {
             "alertname": ALERTNAME,
             "namespace": "storm",
-            "service": f"svc-{index:05d}",
-            "deployment": f"svc-{index:05d}",
+            "service": service_name(index),
+            "deployment": service_name(index),
         }
         alerts.append(
             {
@@ -76,6 +79,10 @@ def storm_payload(count: int, tag: str, starts_at: datetime) -> dict[str, Any]:
         "truncatedAlerts": 0,
         "alerts": alerts,
     }
+
+
+def service_name(index: int) -> str:
+    return f"svc-{index:05d}"
 
 
 def status_counts(statuses: list[int]) -> dict[str, int]:
@@ -137,6 +144,9 @@ async def _distinct_runs(stack: BenchStack, tag: str) -> tuple[int, int]:
 
 async def _storm(stack: BenchStack, count: int, say: Callable[[str], Any]) -> dict[str, Any]:
     tag = f"storm{uuid.uuid4().hex[:6]}"
+    say(f"creating {count} Deployments for the storm's runs to read")
+    with ThreadPoolExecutor(4) as pool:
+        await create_deployments(stack, range(count), "storm", service_name, pool)
     payload = storm_payload(count, tag, datetime.now(UTC))
     headers = {"Authorization": f"Bearer {stack.token}"}
     sampler = stack.sampler().start()
