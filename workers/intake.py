@@ -3,7 +3,7 @@
 :func:`deliver_by_intake` is the ingress's side: it cuts a large payload into
 chunks (:func:`suture.intake.pack`), starts one ``AlertIntake`` run per chunk,
 and returns once every start is durable; a 2xx then means what it always means,
-every alert is durable in Temporal. Twenty starts instead of five thousand
+every alert is durable in Temporal. Ten starts instead of five thousand
 signal-with-starts is what lets a 5,000-alert payload be answered in seconds.
 When Temporal fails part way, :class:`DeliveryFailed` lists the alerts of the
 chunks that are durable, in flight and undelivered, as the direct path does;
