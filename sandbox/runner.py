@@ -21,6 +21,7 @@ def all_drills() -> dict[str, Drill]:
     import sandbox.reliability_drills
 
     with contextlib.suppress(ImportError):
+        import sandbox.graph_drills
         import sandbox.readiness_drills
         import sandbox.resource_drills
         import sandbox.security_drills

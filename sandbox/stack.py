@@ -34,6 +34,8 @@ from workers.embedded import ClientOverrides, EmbeddedStack
 from workers.providers import aws_containment
 
 SANDBOX_POLICIES = Path(__file__).parent / "policies"
+SANDBOX_GRAPH = Path(__file__).parent / "graph"
+"""The estate's declared dependencies (``dependencies.yaml``), a policy folder of its own."""
 
 
 class EscalationInbox:
@@ -99,7 +101,9 @@ class Stack(EmbeddedStack):
     ) -> None:
         settings = settings or Settings(state_dir=Path(state_dir))
         if policy_dirs is None:
-            policy_dirs = [SANDBOX_POLICIES, *settings.policy_dirs] if sandbox else settings.policy_dirs
+            policy_dirs = (
+                [SANDBOX_POLICIES, SANDBOX_GRAPH, *settings.policy_dirs] if sandbox else settings.policy_dirs
+            )
         super().__init__(
             state_dir,
             settings=settings,
@@ -120,6 +124,8 @@ class Stack(EmbeddedStack):
         self.monitoring: Any = None
         self.aws: Any = None
         self.resources: Any = None
+        self.kafka: Any = None
+        """The Kafka-protocol broker of the poison-message drill; None without the sandbox extra."""
 
     def addresses(self) -> list[tuple[str, str]]:
         shown = super().addresses()
@@ -139,6 +145,7 @@ class Stack(EmbeddedStack):
             self.on_stop(lambda: asyncio.to_thread(self.escalations.stop))
         if self.sandbox:
             await self._start_estate()
+            await self._start_kafka()
             await asyncio.to_thread(self._stage_loops_live)
         # Briefings go to the configured channel, else to the stack's own inbox (else the log).
         inbox = self.escalations.url if self.with_inbox else None
@@ -148,7 +155,17 @@ class Stack(EmbeddedStack):
             kube_api=self.kube_api,
             aws=aws_containment(self.aws.endpoint_url) if self.aws else None,
             prometheus_url=self.monitoring.prometheus_url if self.monitoring else None,
+            kafka_bootstrap=self.kafka.bootstrap if self.kafka else None,
         )
+
+    async def _start_kafka(self) -> None:
+        from sandbox.kafka import KafkaBroker, broker_available
+
+        if not broker_available():
+            return
+        self.kafka = KafkaBroker()
+        self.on_stop(lambda: asyncio.to_thread(self.kafka.stop))
+        await asyncio.to_thread(self.kafka.start)
 
     def _stage_loops_live(self) -> None:
         """The estate is there to be healed: each loop nobody has staged yet starts ``live`` (audited).

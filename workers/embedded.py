@@ -50,6 +50,8 @@ class ClientOverrides:
     prometheus_url: str | None = None
     escalation_webhook: str | None = None
     policy_dirs: Sequence[Path] | None = None
+    kafka_bootstrap: str | None = None
+    """The Kafka cluster ``kafka.*`` actions reach (else ``SUTURE_KAFKA_BOOTSTRAP``)."""
 
 
 class EmbeddedStack:
@@ -200,6 +202,7 @@ class EmbeddedStack:
             aws=self.overrides.aws,
             policy_dirs=self.policy_dirs,
             store=store,
+            kafka_bootstrap=self.overrides.kafka_bootstrap,
         )
         worker = build_worker(self.client, self.task_queue, providers)
         task = asyncio.create_task(worker.run())

@@ -28,6 +28,7 @@ def activity_providers(
     aws: Any | None = None,
     policy_dirs: Sequence[Path] | None = None,
     store: AuditStore | None = None,
+    kafka_bootstrap: str | None = None,
 ) -> list[Any]:
     """The objects whose methods are the worker's activities, with their clients.
 
@@ -37,6 +38,7 @@ def activity_providers(
         aws: the AWS containment object; the usual credential chain when omitted.
         policy_dirs: policy folders; ``settings.policy_dirs`` when omitted.
         store: the audit store; opened at ``settings.db_url`` when omitted.
+        kafka_bootstrap: the Kafka cluster; ``SUTURE_KAFKA_BOOTSTRAP`` when omitted.
 
     Raises:
         ConfigError: no Kubernetes configuration could be loaded.
@@ -69,7 +71,7 @@ def activity_providers(
     aws = aws if aws is not None else aws_containment()
     providers.append(aws)
     providers.append(graph_provider(settings, store, kube_api, list(policy_dirs or settings.policy_dirs)))
-    providers.append(kafka_provider())
+    providers.append(kafka_provider(kafka_bootstrap))
     providers += resource_providers(
         settings,
         store=store,
@@ -91,13 +93,16 @@ def graph_provider(settings: Settings, store: AuditStore, kube_api: Any, policy_
     return GraphActivities(GraphStore(store.engine), kube_api, probe, policy_dirs)
 
 
-def kafka_provider() -> Any:
-    """Kafka actions against ``SUTURE_KAFKA_BOOTSTRAP`` (``localhost:9092``); clients connect per call."""
+def kafka_provider(bootstrap: str | None = None) -> Any:
+    """Kafka actions against ``bootstrap``, else ``SUTURE_KAFKA_BOOTSTRAP`` (``localhost:9092``).
+
+    Clients connect per call, so no broker needs to be up when the worker starts.
+    """
     import os
 
     from activities.kafka import KafkaActions
 
-    return KafkaActions(os.environ.get("SUTURE_KAFKA_BOOTSTRAP", "localhost:9092"))
+    return KafkaActions(bootstrap or os.environ.get("SUTURE_KAFKA_BOOTSTRAP", "localhost:9092"))
 
 
 def kubernetes_client(settings: Settings) -> Any:
