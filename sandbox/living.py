@@ -29,7 +29,7 @@ from werkzeug import Request, Response
 
 from sandbox.model import Behaviour, ServiceSpec
 from sandbox.ports import LOOPBACK, free_port
-from sandbox.stack import SANDBOX_POLICIES, Stack
+from sandbox.stack import SANDBOX_GRAPH, SANDBOX_POLICIES, Stack
 
 NAMESPACE = "shop"
 CONTROL_FILE = "sandbox.json"
@@ -189,7 +189,7 @@ class LivingStack(Stack):
         self.slack = SlackReceiver(Path(state_dir) / "slack")
         policies = human_paced_policies(Path(state_dir) / "living-policies", self.slack.url)
         settings = kwargs["settings"]
-        super().__init__(state_dir, policy_dirs=[policies, *settings.policy_dirs], **kwargs)
+        super().__init__(state_dir, policy_dirs=[policies, SANDBOX_GRAPH, *settings.policy_dirs], **kwargs)
         self.extras: dict[tuple[str, str], dict[str, float]] = {}
         self.control_token = secrets.token_urlsafe(18)
         self._control = HTTPServer(host=LOOPBACK, port=free_port())
@@ -210,6 +210,7 @@ class LivingStack(Stack):
         for spec in SERVICES:
             extra = self.extras.setdefault((spec.namespace, spec.name), {})
             await self.add_service(spec, extra=lambda extra=extra: dict(extra))  # type: ignore[misc]
+        await self._wire_graph()
         self._loop = asyncio.get_running_loop()
         self._control.expect_request("/scenarios", method="GET").respond_with_handler(self._scenarios)
         self._control.expect_request("/fire", method="POST").respond_with_handler(self._fire)
@@ -219,6 +220,20 @@ class LivingStack(Stack):
             json.dumps({"url": self._control.url_for("/"), "token": self.control_token}), encoding="utf-8"
         )
         self._write_client_env()
+
+    async def _wire_graph(self) -> None:
+        """What ``suture graph`` finds here, one edge at least from each source.
+
+        Declared: checkout calls payments (``sandbox/graph/dependencies.yaml``);
+        Kubernetes: cart's Deployment names payments in ``suture.dev/depends-on``;
+        traffic: the mesh sees checkout call cart and search call ledger.
+        """
+        from sandbox.mesh import annotate_depends_on, mesh_of
+
+        await annotate_depends_on(self, NAMESPACE, "cart", ["payments"])
+        mesh = mesh_of(self)
+        mesh.call(f"{NAMESPACE}/checkout", f"{NAMESPACE}/cart")
+        mesh.call(f"{NAMESPACE}/search", f"{NAMESPACE}/ledger")
 
     def _write_client_env(self) -> None:
         """A kubeconfig for the emulator and the exports that reach Prometheus, moto and the emulator."""
