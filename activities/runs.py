@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from suture.errors import TargetNotFound
 from suture.models import FinishedRun, LoopResult, RunRef
 
 LOOP_WORKFLOWS = frozenset({"ReliabilityLoop", "SecurityLoop", "ResourceLoop"})
@@ -38,9 +38,7 @@ class RunRecords:
             description = await handle.describe()
         except RPCError as error:
             if error.status == RPCStatusCode.NOT_FOUND:
-                raise ApplicationError(
-                    f"no run {ref.workflow_id!r}", type="TargetNotFound", non_retryable=True
-                ) from error
+                raise TargetNotFound.failure(f"no run {ref.workflow_id!r}") from error
             raise
         status = description.status.name.lower() if description.status else "unknown"
         found = FinishedRun(

@@ -8,6 +8,7 @@ disagree with the activity about what is permanent::
     SutureError                 root of everything suture raises on purpose
     ├── ConfigError             a setting is missing or wrong; the message names it
     ├── PolicyError             a policy does not validate; carries file:line          permanent
+    ├── NotAuthorised           a person the run's pinned policy does not list          permanent
     ├── ActionError             an action cannot succeed as asked                       permanent
     │   ├── TargetNotFound      the resource named by the alert or event does not exist
     │   ├── PermissionDenied    the worker's identity lacks a permission; names it
@@ -83,6 +84,10 @@ class PolicyError(SutureError):
     def __init__(self, message: str, location: str | None = None) -> None:
         super().__init__(f"{location}: {message}" if location else message)
         self.location = location
+
+
+class NotAuthorised(SutureError):
+    """A person asked for something (an undo) that the run's pinned policy does not let them do."""
 
 
 class ActionError(SutureError):

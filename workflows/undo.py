@@ -15,12 +15,12 @@ does not stand in the way of an authorised one.
 from __future__ import annotations
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
 
 from workflows.loop import ACTION, RemediationLoop
 
 with workflow.unsafe.imports_passed_through():
     from policies.registry import action_spec
+    from suture.errors import NotAuthorised
     from suture.models import (
         ActionOutcome,
         ActionRecord,
@@ -32,8 +32,6 @@ with workflow.unsafe.imports_passed_through():
         UndoReceipt,
         UndoRequest,
     )
-
-NOT_AUTHORISED = "NotAuthorised"
 
 
 def undo_workflow_id(run_workflow_id: str) -> str:
@@ -55,7 +53,7 @@ class UndoRun(RemediationLoop):
         """Wait until the run's authority is checked: the receipt, or the refusal as an error."""
         await workflow.wait_condition(lambda: self.receipt is not None or self.refusal is not None)
         if self.receipt is None:
-            raise ApplicationError(self.refusal or "refused", type=NOT_AUTHORISED, non_retryable=True)
+            raise NotAuthorised.failure(self.refusal or "refused")
         return self.receipt
 
     @workflow.run
@@ -107,7 +105,7 @@ class UndoRun(RemediationLoop):
         self.refusal = f"{self.request.requested_by!r} may not undo {self.request.run_workflow_id}: {reason}"
         await self.audit("undo_refused", self.refusal, actor=self.request.requested_by)
         await workflow.wait_condition(workflow.all_handlers_finished)
-        raise ApplicationError(self.refusal, type=NOT_AUTHORISED, non_retryable=True)
+        raise NotAuthorised.failure(self.refusal)
 
 
 def _refusal(found: FinishedRun, person: str) -> str | None:
