@@ -38,10 +38,10 @@ def image(service: str, version: str) -> str:
 
 
 async def add_caller(stack: Stack, namespace: str, name: str, failing: Callable[[], bool]) -> None:
-    """A healthy service whose calls upstream fail while ``failing()`` holds."""
+    """A healthy, lightly loaded service whose calls upstream fail while ``failing()`` holds."""
     v1 = image(name, "v1")
     await stack.add_service(
-        ServiceSpec(namespace, name, {v1: GOOD}, [v1], replicas=1),
+        ServiceSpec(namespace, name, {v1: GOOD}, [v1], replicas=1, load_rps=10.0),
         rolled_out_ago=timedelta(days=2),
         extra=lambda: {"sandbox_upstream_error_ratio": FAILING if failing() else 0.0},
     )
@@ -131,7 +131,8 @@ async def shared_dependency_storm(stack: Stack) -> DrillResult:
         ),
         "at most one briefing": len(briefings_in(stack, STORM_NS)) <= 1,
     }
-    return drill_result(DRILLS["shared-dependency-storm"], run, checks)
+    briefed = "; ".join(str(b.get("title")) for b in briefings_in(stack, STORM_NS))
+    return drill_result(DRILLS["shared-dependency-storm"], run, checks, f"{run.reason}; briefings: {briefed}")
 
 
 UNCLEAR_NS = "tangle"
