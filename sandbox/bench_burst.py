@@ -20,12 +20,10 @@ starts runs through the server's matching, so no worker is favoured.
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -44,7 +42,7 @@ from sandbox.bench_containment import (
 )
 from sandbox.bench_figures import results as bounded_results
 from sandbox.bench_figures import sampled_round_trips
-from sandbox.bench_stack import BenchStack
+from sandbox.bench_stack import BenchStack, on_fresh_bench_stack
 from sandbox.stack import SANDBOX_POLICIES
 from suture.models import AuditEntry, LoopResult
 
@@ -156,13 +154,9 @@ async def burst(count: int = 200, workers: int | None = None, progress: Progress
         workers: None runs the worker inside the suture process beside the ingress, as
             ``suture up`` does; N runs N ``suture worker`` processes and only the ingress here.
     """
-    say = progress or (lambda _message: None)
-    with tempfile.TemporaryDirectory(prefix="suture-bench-") as state_dir:
-        say("starting the bench stack (moto and the Kubernetes emulator in their own processes)")
-        async with BenchStack(
-            Path(state_dir), sandbox=True, policy_dirs=[SANDBOX_POLICIES], worker_processes=workers or 0
-        ) as stack:
-            return await _burst(stack, count, say)
+    return await on_fresh_bench_stack(
+        lambda stack, say: _burst(stack, count, say), progress, [SANDBOX_POLICIES], workers or 0
+    )
 
 
 async def scale_out(count: int = 200, progress: Progress = None) -> dict[str, Any]:

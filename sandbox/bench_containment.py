@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import math
 import statistics
-import tempfile
 import threading
 import time
 import uuid
@@ -37,7 +36,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -47,7 +45,7 @@ from botocore.config import Config
 from sandbox.aws import ADMIN, Actor, AwsEstate, MotoSandbox, cloudtrail_record, envelope
 from sandbox.bench_figures import results as bounded_results
 from sandbox.bench_figures import sampled_round_trips
-from sandbox.bench_stack import BenchStack
+from sandbox.bench_stack import BenchStack, on_fresh_bench_stack
 from sandbox.security_drills import INTRUDER, INTRUDER_AGENT, OFFICE, ROUTINE
 from sandbox.stack import SANDBOX_POLICIES
 from suture.models import AuditEntry, LoopResult
@@ -324,8 +322,6 @@ async def _containment(
 
 async def containment(count: int = 200, rate: float = 2.0, progress: Progress = None) -> dict[str, Any]:
     """Run the containment benchmark on a fresh bench stack with the sandbox's security policies."""
-    say = progress or (lambda _message: None)
-    with tempfile.TemporaryDirectory(prefix="suture-bench-") as state_dir:
-        say("starting the bench stack (moto and the Kubernetes emulator in their own processes)")
-        async with BenchStack(Path(state_dir), sandbox=True, policy_dirs=[SANDBOX_POLICIES]) as stack:
-            return await _containment(stack, count, rate, say)
+    return await on_fresh_bench_stack(
+        lambda stack, say: _containment(stack, count, rate, say), progress, [SANDBOX_POLICIES]
+    )

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -31,7 +30,13 @@ import httpx
 
 from sandbox.bench_containment import repeats, summary
 from sandbox.bench_figures import results, sampled_round_trips
-from sandbox.bench_stack import BENCH_POLICIES, BenchStack, RssSampler, create_deployments
+from sandbox.bench_stack import (
+    BENCH_POLICIES,
+    BenchStack,
+    RssSampler,
+    create_deployments,
+    on_fresh_bench_stack,
+)
 from sandbox.stack import SANDBOX_POLICIES
 from suture.models import ApprovalDecision, LoopResult
 
@@ -205,10 +210,6 @@ async def _open_runs(stack: BenchStack, count: int, say: Callable[[str], Any]) -
 
 async def open_runs(count: int = 5000, progress: Progress = None) -> dict[str, Any]:
     """Run the open-runs benchmark on a fresh bench stack."""
-    say = progress or (lambda _message: None)
-    with tempfile.TemporaryDirectory(prefix="suture-bench-") as state_dir:
-        say("starting the bench stack (moto and the Kubernetes emulator in their own processes)")
-        async with BenchStack(
-            Path(state_dir), sandbox=True, policy_dirs=[SANDBOX_POLICIES, BENCH_POLICIES]
-        ) as stack:
-            return await _open_runs(stack, count, say)
+    return await on_fresh_bench_stack(
+        lambda stack, say: _open_runs(stack, count, say), progress, [SANDBOX_POLICIES, BENCH_POLICIES]
+    )

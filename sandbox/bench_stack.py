@@ -21,6 +21,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -386,3 +387,23 @@ async def _until_polled(stack: BenchStack, workers: int, timeout_s: float = 60.0
             return
         await asyncio.sleep(0.5)
     raise RuntimeError(f"fewer than {workers} workers polled {stack.task_queue!r} within {timeout_s:.0f}s")
+
+
+Say = Callable[[str], Any]
+BenchWork = Callable[["BenchStack", Say], Awaitable[dict[str, Any]]]
+
+
+async def on_fresh_bench_stack(
+    work: BenchWork,
+    progress: Callable[[str], Any] | None,
+    policy_dirs: Sequence[Path],
+    worker_processes: int = 0,
+) -> dict[str, Any]:
+    """Start a bench stack in a temporary folder, run ``work`` on it, stop everything."""
+    say: Say = progress or (lambda _message: None)
+    with tempfile.TemporaryDirectory(prefix="suture-bench-") as state_dir:
+        say("starting the bench stack (moto and the Kubernetes emulator in their own processes)")
+        async with BenchStack(
+            Path(state_dir), sandbox=True, policy_dirs=list(policy_dirs), worker_processes=worker_processes
+        ) as stack:
+            return await work(stack, say)

@@ -20,20 +20,18 @@ every run has closed.
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 
 from sandbox.bench_figures import sampled_round_trips
-from sandbox.bench_stack import BENCH_POLICIES, BenchStack, create_deployments
+from sandbox.bench_stack import BENCH_POLICIES, BenchStack, create_deployments, on_fresh_bench_stack
 from sandbox.stack import SANDBOX_POLICIES
 
 ALERTNAME = "SutureStorm"
@@ -189,10 +187,6 @@ async def _storm(stack: BenchStack, count: int, say: Callable[[str], Any]) -> di
 
 async def storm(count: int = 5000, progress: Progress = None) -> dict[str, Any]:
     """Run the storm benchmark on a fresh bench stack."""
-    say = progress or (lambda _message: None)
-    with tempfile.TemporaryDirectory(prefix="suture-bench-") as state_dir:
-        say("starting the bench stack (moto and the Kubernetes emulator in their own processes)")
-        async with BenchStack(
-            Path(state_dir), sandbox=True, policy_dirs=[SANDBOX_POLICIES, BENCH_POLICIES]
-        ) as stack:
-            return await _storm(stack, count, say)
+    return await on_fresh_bench_stack(
+        lambda stack, say: _storm(stack, count, say), progress, [SANDBOX_POLICIES, BENCH_POLICIES]
+    )
