@@ -39,6 +39,11 @@ DRILLER = "sandbox-drill"
 COMPRESSED = StagePeriods(read_only=0, dry_run=0, live_scoped=0)
 """The drills do not wait 30 days: every stage's period is over at once."""
 
+READINESS_DRILLS = frozenset(
+    {"stage-caps-autonomy", "blocked-write-permission", "stale-telemetry-gate", "dry-run-rate-gate"}
+)
+"""The readiness drills, which tests/drills/test_readiness_drills.py runs apart from the others."""
+
 
 def readiness(stack: Stack) -> Readiness:
     """The inventory over the sandbox's own clients, as ``suture readiness`` builds it from settings."""

@@ -11,6 +11,7 @@ import pytest
 import pytest_asyncio
 
 from sandbox.drill import DrillResult
+from sandbox.readiness_drills import READINESS_DRILLS
 from sandbox.reliability_drills import saturated_service
 from sandbox.runner import all_drills, run_on
 from sandbox.stack import Stack
@@ -46,7 +47,8 @@ async def reliability(stack: Stack) -> tuple[dict[str, DrillResult], LoopResult]
     drills = [
         drill
         for drill in all_drills().values()
-        if drill.loop == "reliability" and drill.name not in TRUST_DRILLS  # test_trust_drills runs those
+        # test_trust_drills and test_readiness_drills run theirs on their own.
+        if drill.loop == "reliability" and drill.name not in TRUST_DRILLS | READINESS_DRILLS
     ]
     report, (approved, _checks) = await asyncio.gather(
         run_on(stack, drills, lambda _message: None),

@@ -14,6 +14,7 @@ import pytest_asyncio
 
 from policies.prices import load_price_table
 from sandbox.drill import DrillResult
+from sandbox.readiness_drills import READINESS_DRILLS
 from sandbox.runner import all_drills, run_on
 from sandbox.stack import Stack
 from suture.models import Target
@@ -27,7 +28,8 @@ pytestmark = [pytest.mark.drill, pytest.mark.asyncio(loop_scope="session")]
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def resource(stack: Stack) -> dict[str, DrillResult]:
-    drills = [drill for drill in all_drills().values() if drill.loop == "resource"]
+    # dry-run-rate-gate is a readiness drill: test_readiness_drills runs it on its own.
+    drills = [d for d in all_drills().values() if d.loop == "resource" and d.name not in READINESS_DRILLS]
     report = await run_on(stack, drills, lambda _message: None)
     results = {result.scenario: result for result in report.drills}
     await record_histories(stack, _histories(results))

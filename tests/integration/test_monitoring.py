@@ -239,6 +239,8 @@ def test_every_drill_alert_carries_the_labels_and_annotations_a_run_needs() -> N
         "SandboxMemoryLeak",
         "SandboxSaturation",
         "SandboxDiskPressureNovel",
+        "SandboxUpstreamErrors",
+        "SandboxConsumerLag",
     }
     for rule in rules:
         assert rule["for"] == "2s"
