@@ -14,7 +14,6 @@ import pytest_asyncio
 
 from policies.prices import load_price_table
 from sandbox.drill import DrillResult
-from sandbox.readiness_drills import READINESS_DRILLS
 from sandbox.runner import all_drills, run_on
 from sandbox.stack import Stack
 from suture.models import Target
@@ -28,8 +27,8 @@ pytestmark = [pytest.mark.drill, pytest.mark.asyncio(loop_scope="session")]
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def resource(stack: Stack) -> dict[str, DrillResult]:
-    # dry-run-rate-gate is a readiness drill: test_readiness_drills runs it on its own.
-    drills = [d for d in all_drills().values() if d.loop == "resource" and d.name not in READINESS_DRILLS]
+    # dry-run-rate-gate (a readiness drill) sweeps the action-cap fleet: it runs here, after action-cap.
+    drills = [drill for drill in all_drills().values() if drill.loop == "resource"]
     report = await run_on(stack, drills, lambda _message: None)
     results = {result.scenario: result for result in report.drills}
     await record_histories(stack, _histories(results))
@@ -121,3 +120,10 @@ async def test_pausing_the_resource_loop_pauses_the_sweep_schedule(stack: Stack)
     finally:
         await set_sweep_paused(stack.client, False, "drill: resumed")
     assert not (await handle.describe()).schedule.state.paused
+
+
+async def test_too_many_logged_actions_in_dry_run_refuse_the_next_stage_naming_the_rate(
+    resource: dict[str, DrillResult],
+) -> None:
+    result = passed(resource, "dry-run-rate-gate")
+    assert "dry-run rate" in result.detail
