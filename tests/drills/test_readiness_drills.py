@@ -19,8 +19,7 @@ from suture.stages import Stage
 
 pytestmark = [pytest.mark.drill, pytest.mark.asyncio(loop_scope="session")]
 
-NAMES = ("stage-caps-autonomy", "blocked-write-permission", "stale-telemetry-gate")
-"""dry-run-rate-gate sweeps the action-cap fleet, so it runs with the resource drills, after action-cap."""
+NAMES = ("stage-caps-autonomy", "blocked-write-permission", "stale-telemetry-gate", "dry-run-rate-gate")
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
@@ -56,6 +55,13 @@ async def test_stale_telemetry_blocks_reliability_and_stage_advance_is_refused_w
 ) -> None:
     result = passed(readiness, "stale-telemetry-gate")
     assert "telemetry freshness" in result.detail
+
+
+async def test_too_many_logged_actions_in_dry_run_refuse_the_next_stage_naming_the_rate(
+    readiness: dict[str, DrillResult],
+) -> None:
+    result = passed(readiness, "dry-run-rate-gate")
+    assert "dry-run rate" in result.detail
 
 
 async def test_every_loop_is_live_again_once_the_stage_drills_are_over(
