@@ -11,7 +11,14 @@ from temporalio import activity
 
 from activities.policy_store import PolicyStore
 from policies.resource import ResourcePolicy
-from suture.fleet import ActedToday, ActedTodayQuery, ResourcePolicySet
+from suture.fleet import (
+    TAGS_REQUESTED,
+    ActedToday,
+    ActedTodayQuery,
+    ResourcePolicySet,
+    TagRequestQuery,
+    TagRequestSeen,
+)
 from suture.models import Loop, Mode
 from suture.store import AuditStore
 
@@ -23,14 +30,30 @@ class ResourceBookkeeping:
 
     @activity.defn(name="resource.acted_today")
     def acted_today(self, query: ActedTodayQuery) -> ActedToday:
-        """Targets a resource run acted on (not merely dry-run) since ``query.since``."""
-        targets = {
+        """Targets a resource run acted on (not merely dry-run) since ``query.since``.
+
+        Runs still open count too, from their ``acted`` audit events: a run verifying
+        for an hour must not leave room in the cap for the next hourly sweep.
+        """
+        closed = {
             action.target
             for run in self.store.runs(since=query.since, loop=Loop.RESOURCE)
             for action in run.actions
             if action.mode in (Mode.SUPERVISED, Mode.AUTONOMOUS)
         }
-        return ActedToday(targets=sorted(targets))
+        # A resource run's subject is its one target.
+        still_open = {entry.subject for entry in self.store.events_at("acted", query.since, Loop.RESOURCE)}
+        return ActedToday(targets=sorted(closed | still_open))
+
+    @activity.defn(name="resource.tags_asked")
+    def tags_asked(self, query: TagRequestQuery) -> TagRequestSeen:
+        """When a sweep last asked for tags on the same untagged list, if it did since ``query.since``."""
+        asked = [
+            entry.at
+            for entry in self.store.events_at(TAGS_REQUESTED, query.since, Loop.RESOURCE)
+            if entry.detail.endswith(f"[{query.digest}]")
+        ]
+        return TagRequestSeen(asked_at=max(asked, default=None))
 
     @activity.defn(name="policy.resource_set")
     def resource_set(self, _: ActedTodayQuery) -> ResourcePolicySet:

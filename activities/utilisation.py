@@ -62,6 +62,8 @@ UTILISATION_METRIC = "suture:utilisation:ratio1h"
 WINDOW = "30d"
 SAMPLE_INTERVAL_S = 3600.0
 PAGE_SIZE = 1000
+LISTED_STATES = ("pending", "running", "stopping", "stopped")
+"""Instance states the inventory lists: every one not on its way out (terminated, shutting down)."""
 """Instances per DescribeInstances page: small enough that no single answer times out."""
 ClientFactory = Callable[[str, str], Any]
 """``(service, region) -> boto3 client``."""
@@ -105,15 +107,15 @@ class FleetAnalyst:
         workloads = self.inventory(query.scope)
         activity.heartbeat("inventory read")
         summaries, queries = self.summaries(at, burst)
-        judged = judge_fleet(workloads, summaries, policies, self.prices, query.sweep_id)
-        acted = set(query.acted_today)
+        acted = frozenset(query.acted_today)
+        judged = judge_fleet(workloads, summaries, policies, self.prices, query.sweep_id, acted)
         return FleetAnalysis(
             fleet_size=judged.fleet_size,
             tagged=judged.tagged,
             counts={str(key): value for key, value in judged.counts.items()},
             untagged=judged.untagged[:100],
-            findings=[item for item in judged.findings if str(item.workload.target) not in acted],
-            acted_today=sum(str(workload.target) in acted for workload in workloads),
+            findings=judged.findings,
+            acted_today=judged.acted_today,
             queries=queries,
             evaluated_at=datetime.fromtimestamp(at, UTC),
             price_table=self.prices.label,
@@ -179,7 +181,9 @@ class FleetAnalyst:
     def _instances(self, region: str, scope: dict[str, str]) -> Iterator[Workload]:
         assert self._ec2 is not None
         client = self._ec2("ec2", region)
-        filters = [{"Name": "instance-state-name", "Values": ["running"]}]
+        # Stopped instances stay in the fleet: the daily cap is a share of the fleet, and an
+        # instance this loop stopped this morning still counts against today's cap.
+        filters = [{"Name": "instance-state-name", "Values": list(LISTED_STATES)}]
         filters += [{"Name": f"tag:{key}", "Values": [value]} for key, value in sorted(scope.items())]
         with _aws_errors("listing instances", "ec2:DescribeInstances"):
             pages = client.get_paginator("describe_instances").paginate(

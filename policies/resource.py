@@ -15,7 +15,7 @@ in dry-run.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -161,6 +161,8 @@ def judge_workload(
     """Classify one workload and, when a policy would act on it, build the finding."""
     if not workload.tagged:
         return Judgement(WasteClass.UNTAGGED, f"{workload.key} lacks an owner or env tag")
+    if workload.state and workload.state != "running":
+        return Judgement(WasteClass.STOPPED, f"{workload.key} is {workload.state}: nothing to reclaim")
     usage = summaries.get(primary_resource(workload, summaries))
     if usage is None:
         return Judgement(WasteClass.NO_DATA, f"no utilisation history for {workload.key}")
@@ -307,6 +309,8 @@ class FleetJudgement:
     counts: dict[str, int] = field(default_factory=dict)
     untagged: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    acted_today: int = 0
+    """Workloads of this fleet, whatever their state now, that a run acted on today."""
 
 
 def judge_fleet(
@@ -315,17 +319,24 @@ def judge_fleet(
     policies: Sequence[ResourcePolicy],
     prices: PriceTable,
     sweep_id: str,
+    acted_today: Collection[str] = (),
 ) -> FleetJudgement:
-    """Classify every workload; keep findings (candidates) only, and counts for the rest."""
+    """Classify every workload; keep findings (candidates) only, and counts for the rest.
+
+    ``acted_today`` names the targets (``kind:scope/name``) a run acted on today: they
+    count against the daily cap and are no candidates again.
+    """
     judged = FleetJudgement(fleet_size=0, tagged=0)
     for workload in workloads:
         judged.fleet_size += 1
         judged.tagged += workload.tagged
+        acted = str(workload.target) in acted_today
+        judged.acted_today += acted
         verdict = judge_workload(workload, summaries.get(workload.key, {}), policies, prices, sweep_id)
         judged.counts[verdict.waste] = judged.counts.get(verdict.waste, 0) + 1
         if verdict.waste == WasteClass.UNTAGGED:
             judged.untagged.append(workload.key)
-        if verdict.finding is not None:
+        if verdict.finding is not None and not acted:
             judged.findings.append(verdict.finding)
     judged.findings.sort(key=lambda item: (-item.savings_usd_month, item.workload.key))
     return judged

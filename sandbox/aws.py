@@ -14,36 +14,42 @@ estate makes goes through :meth:`MotoSandbox.call_as`, which
   would deliver to ``POST /events/aws``.
 
 Each drill seeds its own users, role, groups and bucket under a prefix, so drills
-run side by side in one moto without touching each other.
+run side by side in one moto without touching each other. Each sandbox runs its
+own moto process, so two stacks never share an estate.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import logging
 import os
+import subprocess
+import sys
+import tempfile
 import threading
+import time
 import uuid
 import zipfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import IO, Any
 
 import boto3
 import httpx
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from moto.server import ThreadedMotoServer
 
 from activities.aws import DEFAULT_TRAIL_LOG_GROUP, AwsContainment
-from sandbox.ports import LOOPBACK
+from sandbox.ports import LOOPBACK, free_port
+from workers.child_processes import start_child
 
 SANDBOX_ACCOUNT = "123456789012"
 """moto's default account, the one the sandbox policies govern."""
 SANDBOX_REGION = "us-east-1"
 ADMIN = ("sandbox-admin", "sandbox-admin-secret")
 """Credentials the sandbox and suture sign with; moto accepts any, AWS would not."""
+READY_TIMEOUT_S = 60.0
+"""How long moto's process may take to answer (it imports every AWS service it mocks)."""
 _AMI = "ami-12c6146b"
 _TRAIL_STREAM = "sandbox-trail"
 
@@ -92,7 +98,8 @@ class MotoSandbox:
     def __init__(self, region: str = SANDBOX_REGION, trail_log_group: str = DEFAULT_TRAIL_LOG_GROUP) -> None:
         self.region = region
         self.trail_log_group = trail_log_group
-        self._server: ThreadedMotoServer | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
         self._endpoint: str | None = None
         self._lock = threading.Lock()
         self._trail_ready = False
@@ -106,26 +113,60 @@ class MotoSandbox:
         sandbox._endpoint = endpoint_url
         return sandbox
 
-    def start(self) -> str:
-        """Start moto, able to simulate IAM policies, and return its endpoint URL.
+    def start(self, timeout_s: float = READY_TIMEOUT_S) -> str:
+        """Start moto in a process of its own, able to simulate IAM policies; its endpoint URL.
 
+        Its own process, because moto keeps its state in module globals: two servers
+        in one process would share one estate (see :mod:`sandbox.moto_serve`).
         boto3 signs every request, so a process without AWS credentials gets the
         sandbox's (never real ones: the endpoint is loopback and moto checks nothing).
+
+        Raises:
+            RuntimeError: moto exited or did not answer within ``timeout_s``, with its last words.
         """
         os.environ.setdefault("AWS_ACCESS_KEY_ID", ADMIN[0])
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", ADMIN[1])
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
-        serve_policy_simulation()
-        self._server = ThreadedMotoServer(ip_address=LOOPBACK, port=0, verbose=False)
-        self._server.start()
-        host, port = self._server.get_host_and_port()
-        self._endpoint = f"http://{host}:{port}"
-        return self._endpoint
+        port = free_port()
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop)
+        self._process = start_child(
+            [sys.executable, "-m", "sandbox.moto_serve", "--port", str(port)],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        endpoint = f"http://{LOOPBACK}:{port}"
+        deadline = time.monotonic() + timeout_s
+        while self._process.poll() is None and time.monotonic() < deadline:
+            try:
+                httpx.get(f"{endpoint}/moto-api/data.json", timeout=2).raise_for_status()
+            except httpx.HTTPError:
+                time.sleep(0.1)
+                continue
+            self._endpoint = endpoint
+            return endpoint
+        said = self._last_words()
+        self.stop()
+        raise RuntimeError(f"moto did not start on {endpoint} within {timeout_s:.0f}s: {said}")
+
+    def _last_words(self) -> str:
+        if self._log is None:
+            return ""
+        self._log.seek(0)
+        lines = self._log.read().decode(errors="replace").strip().splitlines()
+        return " / ".join(lines[-3:]) or "no output"
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def __enter__(self) -> MotoSandbox:
         self.start()

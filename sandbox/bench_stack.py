@@ -1,10 +1,10 @@
 """The benchmarks' stack: suture in one process, the drill estate in processes of its own.
 
-The drills serve moto and the Kubernetes emulator from threads of the suture
-process. A benchmark that did the same would time the estate as much as suture:
-both servers answer from the interpreter (and the GIL) the worker's workflow
-tasks need. :class:`BenchStack` therefore starts moto (``python -m moto.server``)
-and the emulator (``python -m sandbox.kube_serve``) as child processes;
+The drills serve the Kubernetes emulator from a thread of the suture process. A
+benchmark that did the same would time the estate as much as suture: it answers
+from the interpreter (and the GIL) the worker's workflow tasks need.
+:class:`BenchStack` therefore starts the emulator (``python -m sandbox.kube_serve``)
+as a child process, as every stack does moto (``python -m sandbox.moto_serve``);
 Prometheus, Alertmanager and the Temporal dev server are separate binaries
 anyway. What stays in the suture process is the worker, the ingress, the
 benchmark's own HTTP client and, only for the drills a benchmark may run after
@@ -90,7 +90,7 @@ class ServerProcess:
 
 
 def moto_command(port: int) -> list[str]:
-    return [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)]
+    return [sys.executable, "-m", "sandbox.moto_serve", "--host", LOOPBACK, "--port", str(port)]
 
 
 def kube_command(port: int) -> list[str]:

@@ -223,6 +223,7 @@ async def stale_telemetry_gate(stack: Stack) -> DrillResult:
 async def dry_run_rate_gate(stack: Stack, fleet: str = "action-cap") -> DrillResult:
     with staged(stack, Loop.RESOURCE, Stage.DRY_RUN):
         runs = await _sweep(stack, fleet)
+        evidence = await asyncio.to_thread(readiness(stack).evidence, Loop.RESOURCE, COMPRESSED)
         refusal = await _refusal(readiness(stack), Loop.RESOURCE)
         kept = stack.store.stage(Loop.RESOURCE).stage
     failing = {gate.name: gate.detail for gate in refusal.failing} if refusal else {}
@@ -234,7 +235,8 @@ async def dry_run_rate_gate(stack: Stack, fleet: str = "action-cap") -> DrillRes
         and "logged actions" in failing.get("dry-run rate", ""),
         "the loop stays at dry_run": kept == Stage.DRY_RUN,
     }
-    return _gate_result("dry-run-rate-gate", checks, str(refusal or "advanced"))
+    measured = f"{len(runs)} dry runs; per day {evidence.logged_per_day} of {evidence.workloads} workloads"
+    return _gate_result("dry-run-rate-gate", checks, f"{refusal or 'advanced'} (measured: {measured})")
 
 
 async def _refusal(checks: Readiness, loop: Loop) -> StageRefused | None:

@@ -30,7 +30,9 @@ APPROVER = "oncall-alice"
 
 async def sweep(stack: Stack, fleet: str, approve: bool = False) -> tuple[SweepResult, list[LoopResult]]:
     """Sweep ``fleet`` now; the finished child runs (approving supervised ones when asked)."""
-    await ensure_sweep_schedule(stack.client, stack.task_queue)
+    # The schedule is made as `suture up` makes it, but paused: its hourly sweep of the whole
+    # estate would otherwise land in the middle of some drill, acting on a fleet a drill counts.
+    await ensure_sweep_schedule(stack.client, stack.task_queue, paused=True)
     handle = await start_sweep(
         stack.client, stack.task_queue, {"fleet": fleet}, f"resource-sweep-drill-{fleet}"
     )

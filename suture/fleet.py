@@ -101,6 +101,8 @@ class WasteClass(StrEnum):
     UNTAGGED = "untagged"
     PRODUCTION_PROTECTED = "production_protected"
     NO_DATA = "no_data"
+    STOPPED = "stopped"
+    """An instance that is not running: nothing to reclaim, but still part of the fleet."""
 
 
 class Finding(Contract):
@@ -158,6 +160,22 @@ class ActedTodayQuery(Contract):
 
 class ActedToday(Contract):
     targets: list[str] = []
+
+
+TAGS_REQUESTED = "tags_requested"
+"""The audit step of a sweep's request for tags; its detail ends with ``[digest]`` of the list."""
+
+
+class TagRequestQuery(Contract):
+    """Was this very list of untagged resources asked about since ``since``?"""
+
+    since: datetime
+    digest: str
+
+
+class TagRequestSeen(Contract):
+    asked_at: datetime | None = None
+    """When the same list was last asked about; None when it was not."""
 
 
 class ResourceLoopInput(Contract):

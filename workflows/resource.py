@@ -4,7 +4,8 @@
 policies, reads what the loop acted on today (the daily cap holds across sweeps),
 has one activity evaluate the whole fleet in a few batched queries, applies the
 gates (tag coverage, daily cap; what may not act is kept as dry-run with the
-reason), asks for tags on untagged resources with one escalation, and starts one
+reason), asks for tags on untagged resources with one escalation (not again for
+the same list within a day), and starts one
 ``ResourceLoop`` per candidate, never per workload. A child's workflow ID is
 derived from its target, so a candidate already in hand (waiting for approval,
 verifying) is never acted on twice at once. The sweep does not wait for its
@@ -21,6 +22,7 @@ dependents stay healthy). A change that does not hold is undone and escalated.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -40,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
     from suture import search_attributes as sa
     from suture.fleet import (
         ENV_TAG,
+        TAGS_REQUESTED,
         ActedToday,
         ActedTodayQuery,
         CandidateRun,
@@ -51,6 +54,8 @@ with workflow.unsafe.imports_passed_through():
         ResourcePolicySet,
         SweepInput,
         SweepResult,
+        TagRequestQuery,
+        TagRequestSeen,
     )
     from suture.models import (
         ApprovalAnswer,
@@ -75,6 +80,11 @@ SCAN = RetryPolicy(
     maximum_attempts=5,
     non_retryable_error_types=["PrometheusQueryRejected", "PermissionDenied", "PolicyError"],
 )
+
+TAG_REQUEST_QUIET = timedelta(days=1)
+"""An hourly sweep asks again for the same untagged list at most once in this long."""
+TAGS_ONCE_A_DAY = "tag-requests-once-a-day"
+"""Patch marker: sweeps recorded before it escalated for tags every time."""
 
 
 def resource_workflow_id(target: Target) -> str:
@@ -110,8 +120,7 @@ class ResourceSweep(RemediationLoop):
         await self.audit("swept", f"{gates.reason}; classes: {analysis.counts}")
         escalated = False
         if analysis.untagged:
-            await self._ask_for_tags(analysis)
-            escalated = True
+            escalated = await self._ask_for_tags(analysis)
         pinned = {policy["name"]: policy for policy in policies.policies}
         starts = [
             self._start_candidate(candidate.finding, candidate.mode, candidate.note, pinned, sweep_id)
@@ -174,7 +183,24 @@ class ResourceSweep(RemediationLoop):
             run.started, run.note = False, "already in hand: a run on this resource is still open"
         return run
 
-    async def _ask_for_tags(self, analysis: FleetAnalysis) -> None:
+    async def _ask_for_tags(self, analysis: FleetAnalysis) -> bool:
+        """One escalation asking for tags; False when the same list was asked about within a day."""
+        if workflow.patched(TAGS_ONCE_A_DAY):
+            listed = "\n".join([self.subject, *sorted(analysis.untagged)]).encode()
+            digest = hashlib.sha256(listed).hexdigest()[:16]
+            seen = await self._local(
+                "resource.tags_asked",
+                TagRequestQuery(since=workflow.now() - TAG_REQUEST_QUIET, digest=digest),
+                TagRequestSeen,
+            )
+            count = analysis.fleet_size - analysis.tagged
+            if seen.asked_at is not None:
+                await self.audit(
+                    "tags_already_requested",
+                    f"{count} untagged resources, the same list asked about at {seen.asked_at.isoformat()}",
+                )
+                return False
+            await self.audit(TAGS_REQUESTED, f"{count} untagged resources [{digest}]")
         shown = ", ".join(analysis.untagged[:20])
         more = len(analysis.untagged) - 20
         coverage = analysis.tagged / analysis.fleet_size if analysis.fleet_size else 1.0
@@ -189,6 +215,7 @@ class ResourceSweep(RemediationLoop):
             would_have_done=[],
         )
         await self.escalate(briefing)
+        return True
 
 
 @workflow.defn(name="ResourceLoop")

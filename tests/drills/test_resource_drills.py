@@ -1,8 +1,9 @@
 """The resource drills end to end: 30 days of history in real Prometheus, fleets in moto and the emulator.
 
-They run concurrently on the session's stack (each sweeps its own fleet); each
-test then checks one drill against the issue's table, and a last one that the
-kill switch pauses the sweep's schedule.
+They run concurrently on a stack of their own (each sweeps its own fleet), then
+dry-run-rate-gate alone, since it moves the resource loop's stage; each test then
+checks one drill against the issue's table, and a last one that the kill switch
+pauses the sweep's schedule.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from sandbox.drill import DrillResult
 from sandbox.readiness_drills import READINESS_DRILLS
 from sandbox.runner import all_drills, run_on
 from sandbox.stack import Stack
-from suture.models import Target
+from suture.models import Loop, Target
+from suture.stages import Stage
 from suture.store import AuditStore
 from tests.drills.conftest import record_histories
 from workers.schedules import SWEEP_SCHEDULE_ID, ensure_sweep_schedule, set_sweep_paused
@@ -38,8 +40,12 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def resource(stack: Stack) -> dict[str, DrillResult]:
-    # dry-run-rate-gate (a readiness drill) sweeps the action-cap fleet too: it runs on the shared stack.
-    drills = [d for d in all_drills().values() if d.loop == "resource" and d.name not in READINESS_DRILLS]
+    # dry-run-rate-gate is a readiness drill on this estate: exclusive, it runs after action-cap.
+    drills = [
+        d
+        for d in all_drills().values()
+        if d.loop == "resource" and (d.name not in READINESS_DRILLS or d.name == "dry-run-rate-gate")
+    ]
     report = await run_on(stack, drills, lambda _message: None)
     results = {result.scenario: result for result in report.drills}
     await record_histories(stack, _histories(results))
@@ -99,14 +105,17 @@ async def test_a_workload_younger_than_thirty_days_is_not_touched(resource: dict
     assert passed(resource, "young-workload").actions == []
 
 
-@pytest.mark.xfail(
-    reason="passes alone (suture drill action-cap); run beside the other resource drills on one stack its "
-    "count of acted-on workloads is sometimes off: a shared-estate interaction not yet found",
-    strict=False,
-)
 async def test_only_five_percent_of_a_fleet_is_acted_on_in_a_day(resource: dict[str, DrillResult]) -> None:
     result = passed(resource, "action-cap")
     assert len(result.actions) == 5
+
+
+async def test_too_many_logged_actions_in_dry_run_refuse_the_next_stage_naming_the_rate(
+    resource: dict[str, DrillResult], stack: Stack
+) -> None:
+    result = passed(resource, "dry-run-rate-gate")
+    assert "dry-run rate" in result.detail
+    assert stack.store.stage(Loop.RESOURCE).stage == Stage.LIVE, "the drill puts the stage back"
 
 
 async def test_the_money_saved_reaches_the_audit_store(

@@ -159,6 +159,37 @@ def test_actions_taken_earlier_today_count_against_the_cap() -> None:
     assert [candidate.mode for candidate in gates.candidates].count(Mode.AUTONOMOUS) == 1
 
 
+def test_a_stopped_instance_stays_in_the_fleet_and_is_never_a_candidate() -> None:
+    stopped = gpu("i-stopped").model_copy(update={"state": "stopped"})
+    fleet = [stopped, gpu("i-idle")]
+    summaries = {workload.key: usage(workload.key, 0.0) for workload in fleet}
+    judged = judge_fleet(fleet, summaries, POLICIES, PRICES, "s")
+    assert judged.fleet_size == 2
+    assert judged.counts == {WasteClass.STOPPED: 1, WasteClass.IDLE: 1}
+    assert [finding.workload.name for finding in judged.findings] == ["i-idle"]
+
+
+def test_what_was_stopped_this_morning_counts_against_the_afternoons_cap() -> None:
+    fleet = [gpu(f"i-{index:03}") for index in range(100)]
+    summaries = {workload.key: usage(workload.key, 0.02) for workload in fleet}
+    morning = judge_fleet(fleet, summaries, POLICIES, PRICES, "morning")
+    stopped = gate_sweep(morning.fleet_size, morning.tagged, morning.findings, morning.acted_today)
+    acted = [c.finding.workload for c in stopped.candidates if c.mode == Mode.AUTONOMOUS]
+    assert len(acted) == 5
+    names = {workload.name for workload in acted}
+    afternoon_fleet = [
+        workload.model_copy(update={"state": "stopped"}) if workload.name in names else workload
+        for workload in fleet
+    ]
+    afternoon = judge_fleet(
+        afternoon_fleet, summaries, POLICIES, PRICES, "afternoon", {str(w.target) for w in acted}
+    )
+    assert (afternoon.fleet_size, afternoon.acted_today) == (100, 5)
+    gates = gate_sweep(afternoon.fleet_size, afternoon.tagged, afternoon.findings, afternoon.acted_today)
+    assert [candidate.mode for candidate in gates.candidates].count(Mode.AUTONOMOUS) == 0
+    assert not names & {candidate.finding.workload.name for candidate in gates.candidates}
+
+
 def test_below_ninety_five_percent_tag_coverage_nothing_destructive_happens() -> None:
     gates = gate_sweep(fleet_size=100, tagged=94, findings=findings(3), acted_today=0)
     assert {candidate.mode for candidate in gates.candidates} == {Mode.DRY_RUN}

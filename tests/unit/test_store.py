@@ -25,8 +25,10 @@ from typer.testing import CliRunner
 
 from activities.audit import AuditActivities
 from activities.governance import Governance
+from activities.resource_bookkeeping import ResourceBookkeeping
 from suture.audit_chain import GENESIS, RUNS, AuditKey, chain_hash, chain_head_collector
 from suture.errors import ConfigError
+from suture.fleet import ActedTodayQuery
 from suture.models import (
     ActionRecord,
     AuditEntry,
@@ -586,6 +588,29 @@ def test_runs_are_selected_by_when_they_closed(store: AuditStore) -> None:
     recent = store.runs(since=START - timedelta(hours=24), until=START)
     assert [run.workflow_id for run in recent] == ["run-5h", "run-1h"]
     assert store.runs(loop=Loop.SECURITY) == []
+
+
+def test_the_daily_cap_counts_resource_runs_still_verifying_from_their_acted_events(
+    store: AuditStore,
+) -> None:
+    stopped = ActionRecord(type="ec2.stop_instances", target="123/i-closed", mode=Mode.AUTONOMOUS)
+    store.close_run(result("resource-closed", loop=Loop.RESOURCE, subject="123/i-closed", actions=[stopped]))
+    dry = ActionRecord(type="ec2.stop_instances", target="123/i-dry", mode=Mode.DRY_RUN)
+    store.close_run(result("resource-dry", loop=Loop.RESOURCE, subject="123/i-dry", actions=[dry]))
+    for workflow_id, subject, step in (
+        ("resource-open", "123/i-open", "acted"),
+        ("resource-pending", "123/i-pending", "detected"),
+        ("reliability-x", "shop/checkout", "acted"),
+    ):
+        loop = Loop(workflow_id.split("-")[0])
+        store.record(entry(1, workflow_id=workflow_id, loop=loop, subject=subject, step=step))
+    bookkeeping = ResourceBookkeeping(store, policies=None)  # type: ignore[arg-type]
+
+    acted = ActivityEnvironment().run(
+        bookkeeping.acted_today, ActedTodayQuery(since=START - timedelta(hours=1))
+    )
+
+    assert acted.targets == ["123/i-closed", "123/i-open"]
 
 
 # --- kill switch -----------------------------------------------------------------------

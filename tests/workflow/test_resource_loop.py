@@ -22,6 +22,7 @@ from policies.loading import load_policy_file
 from policies.prices import load_price_table
 from policies.resource import ResourcePolicy, judge_fleet
 from suture.fleet import (
+    TAGS_REQUESTED,
     ActedToday,
     ActedTodayQuery,
     FleetAnalysis,
@@ -30,12 +31,15 @@ from suture.fleet import (
     ResourcePolicySet,
     SweepInput,
     SweepResult,
+    TagRequestQuery,
+    TagRequestSeen,
     UtilisationSummary,
     Workload,
     WorkloadKind,
 )
 from suture.models import (
     ActionOutcome,
+    AuditEntry,
     HealthReport,
     LoopResult,
     Mode,
@@ -90,8 +94,10 @@ class FakeFleet:
             for index in range(20)
         ]
 
-    def activities(self) -> list[Any]:
+    def activities(self, audit: list[AuditEntry] | None = None) -> list[Any]:
+        """The fleet's activities; ``audit`` is the trail ``resource.tags_asked`` reads (none by default)."""
         fleet = self
+        trail = audit if audit is not None else []
 
         @activity.defn(name="resource.analyse_fleet")
         async def analyse(query: FleetQuery) -> FleetAnalysis:
@@ -152,7 +158,18 @@ class FakeFleet:
             verdict = Verdict.HEALTHY if state == "stopped" else Verdict.UNHEALTHY
             return HealthReport(verdict=verdict, reason=f"instance is {state}")
 
-        return [analyse, acted_today, policy_set, snapshot, stop, start, verify]
+        @activity.defn(name="resource.tags_asked")
+        async def tags_asked(query: TagRequestQuery) -> TagRequestSeen:
+            asked = [
+                entry.at
+                for entry in trail
+                if entry.step == TAGS_REQUESTED
+                and entry.at >= query.since
+                and entry.detail.endswith(f"[{query.digest}]")
+            ]
+            return TagRequestSeen(asked_at=max(asked, default=None))
+
+        return [analyse, acted_today, policy_set, tags_asked, snapshot, stop, start, verify]
 
 
 async def sweep(
@@ -163,7 +180,7 @@ async def sweep(
         env.client,
         task_queue=queue,
         workflows=[ResourceSweep, ResourceLoop],
-        activities=[*books.bookkeeping_activities(), *fleet.activities()],
+        activities=[*books.bookkeeping_activities(), *fleet.activities(books.audit)],
     ):
         result = await env.client.execute_workflow(
             ResourceSweep.run,
@@ -237,6 +254,33 @@ async def test_below_the_tag_coverage_candidates_are_dry_run_and_tags_are_asked_
     assert [run.outcome for run in runs] == [Outcome.DRY_RUN]
     assert result.candidates[0].mode == Mode.DRY_RUN
     assert fleet.calls == []
+
+
+async def test_an_hourly_sweep_asks_for_the_same_tags_once_a_day_and_again_when_the_list_changes(
+    fresh_env: WorkflowEnvironment,
+) -> None:
+    fleet, books = FakeFleet(idle=0, untagged=2), FakeBookkeeping(policies=[])
+    queue = f"resource-{uuid.uuid4()}"
+    swept = []
+    async with Worker(
+        fresh_env.client,
+        task_queue=queue,
+        workflows=[ResourceSweep, ResourceLoop],
+        activities=[*books.bookkeeping_activities(), *fleet.activities(books.audit)],
+    ):
+        with fresh_env.auto_time_skipping_disabled():  # within one day, as a day of hourly sweeps is
+            for untagged in (2, 2, 3):
+                fleet.untagged = untagged
+                swept.append(
+                    await fresh_env.client.execute_workflow(
+                        ResourceSweep.run, SweepInput(), id=f"sweep-{uuid.uuid4()}", task_queue=queue
+                    )
+                )
+    first, second, third = swept
+
+    assert (first.escalated, second.escalated, third.escalated) == (True, False, True)
+    assert [briefing.title.split(" ")[0] for briefing in books.briefings] == ["2", "3"]
+    assert any(entry.step == "tags_already_requested" for entry in books.audit)
 
 
 async def test_a_second_sweep_leaves_a_candidate_already_in_hand(fresh_env: WorkflowEnvironment) -> None:
