@@ -15,6 +15,8 @@ from suture.fleet import (
     TAGS_REQUESTED,
     ActedToday,
     ActedTodayQuery,
+    InHand,
+    InHandQuery,
     ResourcePolicySet,
     TagRequestQuery,
     TagRequestSeen,
@@ -44,6 +46,12 @@ class ResourceBookkeeping:
         # A resource run's subject is its one target.
         still_open = {entry.subject for entry in self.store.events_at("acted", query.since, Loop.RESOURCE)}
         return ActedToday(targets=sorted(closed | still_open))
+
+    @activity.defn(name="resource.in_hand")
+    def in_hand(self, query: InHandQuery) -> InHand:
+        """Which of ``query.targets`` a run holds now: a second run on them would only be suppressed."""
+        held = {target: self.store.lock_holder(target) for target in query.targets}
+        return InHand(holders={target: holder for target, holder in held.items() if holder})
 
     @activity.defn(name="resource.tags_asked")
     def tags_asked(self, query: TagRequestQuery) -> TagRequestSeen:

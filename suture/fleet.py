@@ -162,6 +162,15 @@ class ActedToday(Contract):
     targets: list[str] = []
 
 
+class InHandQuery(Contract):
+    targets: list[str] = []
+
+
+class InHand(Contract):
+    holders: dict[str, str] = {}
+    """Target → the run holding its lock (waiting for approval, acting or verifying)."""
+
+
 TAGS_REQUESTED = "tags_requested"
 """The audit step of a sweep's request for tags; its detail ends with ``[digest]`` of the list."""
 

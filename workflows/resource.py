@@ -6,9 +6,10 @@ has one activity evaluate the whole fleet in a few batched queries, applies the
 gates (tag coverage, daily cap; what may not act is kept as dry-run with the
 reason), asks for tags on untagged resources with one escalation (not again for
 the same list within a day), and starts one
-``ResourceLoop`` per candidate, never per workload. A child's workflow ID is
-derived from its target, so a candidate already in hand (waiting for approval,
-verifying) is never acted on twice at once. The sweep does not wait for its
+``ResourceLoop`` per candidate, never per workload. A child's workflow ID is its
+target and the sweep's time, so every run keeps an audit trail of its own; a
+candidate already in hand (its target's lock held by a run waiting for approval,
+acting or verifying) is left alone, so it is never acted on twice at once. The sweep does not wait for its
 children: an approval may take hours and the next sweep must not be skipped for it.
 
 ``ResourceLoop`` is the remediation skeleton applied to one candidate: dry-run
@@ -37,7 +38,7 @@ with workflow.unsafe.imports_passed_through():
     from policies.actions.declaration import activity_name
     from policies.plan import Plan, PlanOutcome
     from policies.registry import action_spec
-    from policies.resource import ACTING, ResourcePolicy, gate_sweep
+    from policies.resource import ACTING, GatedCandidate, ResourcePolicy, gate_sweep
     from policies.trust import IncidentSignature, Trust, TrustQuery
     from suture import search_attributes as sa
     from suture.fleet import (
@@ -49,6 +50,8 @@ with workflow.unsafe.imports_passed_through():
         Finding,
         FleetAnalysis,
         FleetQuery,
+        InHand,
+        InHandQuery,
         ResourceCheck,
         ResourceLoopInput,
         ResourcePolicySet,
@@ -83,12 +86,16 @@ SCAN = RetryPolicy(
 
 TAG_REQUEST_QUIET = timedelta(days=1)
 """An hourly sweep asks again for the same untagged list at most once in this long."""
+RUN_PER_SWEEP = "resource-run-ids-per-sweep"
+"""Patch marker: sweeps recorded before it named a child by its target alone, so a later run on the
+same resource reused the ID (and its audit sequence); now the ID adds the sweep's time and run, and a
+target another run holds is left alone by asking the target lock."""
 TAGS_ONCE_A_DAY = "tag-requests-once-a-day"
 """Patch marker: sweeps recorded before it escalated for tags every time."""
 
 
 def resource_workflow_id(target: Target) -> str:
-    """One ID per resource: Temporal refuses a second open run on it."""
+    """The stem of every run's ID on one resource; a sweep adds its time and run (``-<time>-<run>``)."""
     return f"resource-{target.kind}-{target.scope}-{target.name}".replace("/", "-")
 
 
@@ -99,6 +106,8 @@ class ResourceSweep(RemediationLoop):
     @workflow.run
     async def run(self, request: SweepInput) -> SweepResult:
         sweep_id = workflow.info().workflow_id
+        # Two sweeps may start in one second (the schedule's, `suture sweep --now`): their run IDs differ.
+        self.swept_at = f"{workflow.now():%Y%m%dT%H%M%S}-{workflow.info().run_id[:8]}"
         self.subject = "sweep " + (",".join(f"{k}={v}" for k, v in sorted(request.scope.items())) or "all")
         now = workflow.now()
         midnight = datetime(now.year, now.month, now.day, tzinfo=now.tzinfo)
@@ -122,8 +131,17 @@ class ResourceSweep(RemediationLoop):
         if analysis.untagged:
             escalated = await self._ask_for_tags(analysis)
         pinned = {policy["name"]: policy for policy in policies.policies}
+        in_hand = InHand()
+        if workflow.patched(RUN_PER_SWEEP):
+            targets = [str(candidate.finding.action.target) for candidate in gates.candidates]
+            in_hand = await self._local("resource.in_hand", InHandQuery(targets=targets), InHand)
         starts = [
-            self._start_candidate(candidate.finding, candidate.mode, candidate.note, pinned, sweep_id)
+            self._start_candidate(
+                candidate,
+                pinned,
+                sweep_id,
+                in_hand.holders.get(str(candidate.finding.action.target)),
+            )
             for candidate in gates.candidates
         ]
         runs = list(await asyncio.gather(*starts))
@@ -146,10 +164,18 @@ class ResourceSweep(RemediationLoop):
         return result
 
     async def _start_candidate(
-        self, finding: Finding, mode: Mode, note: str, pinned: dict[str, dict[str, Any]], sweep_id: str
+        self,
+        candidate: GatedCandidate,
+        pinned: dict[str, dict[str, Any]],
+        sweep_id: str,
+        holder: str | None,
     ) -> CandidateRun:
+        """Start the candidate's run; not when ``holder``, another run, has its target in hand."""
+        finding, mode, note = candidate.finding, candidate.mode, candidate.note
         target = finding.action.target
         child_id = resource_workflow_id(target)
+        if workflow.patched(RUN_PER_SWEEP):
+            child_id = f"{child_id}-{self.swept_at}"
         run = CandidateRun(
             target=str(target),
             workflow_id=child_id,
@@ -157,6 +183,9 @@ class ResourceSweep(RemediationLoop):
             savings_usd_month=finding.savings_usd_month,
             note=note,
         )
+        if holder is not None:
+            run.started, run.note = False, f"already in hand: {holder} holds it"
+            return run
         attributes = None
         if workflow.info().typed_search_attributes.get(sa.SUTURE_LOOP) is not None:
             attributes = TypedSearchAttributes(

@@ -48,18 +48,20 @@ async def resource(stack: Stack) -> dict[str, DrillResult]:
     ]
     report = await run_on(stack, drills, lambda _message: None)
     results = {result.scenario: result for result in report.drills}
-    await record_histories(stack, _histories(results))
+    await record_histories(stack, _histories(stack, results))
     return results
 
 
-def _histories(results: dict[str, DrillResult]) -> dict[str, str | None]:
+def _histories(stack: Stack, results: dict[str, DrillResult]) -> dict[str, str | None]:
     """Each sweep, and the run that stopped a GPU instance and the one that right-sized a Deployment."""
     runs: dict[str, str | None] = {f"sweep-{name}": result.workflow_id for name, result in results.items()}
+    closed = stack.store.runs(loop=Loop.RESOURCE)
     for name, kind in (("idle-gpu-fleet", "ec2-instance"), ("overprovisioned-deployment", "deployment")):
         actions = results[name].actions if name in results else []
         if actions:
             scope, _, resource = actions[0].target.partition("/")
-            runs[name] = resource_workflow_id(Target(kind=kind, scope=scope, name=resource))
+            stem = resource_workflow_id(Target(kind=kind, scope=scope, name=resource))
+            runs[name] = next(run.workflow_id for run in closed if run.workflow_id.startswith(stem))
     return runs
 
 

@@ -27,6 +27,8 @@ from suture.fleet import (
     ActedTodayQuery,
     FleetAnalysis,
     FleetQuery,
+    InHand,
+    InHandQuery,
     ResourceCheck,
     ResourcePolicySet,
     SweepInput,
@@ -94,10 +96,10 @@ class FakeFleet:
             for index in range(20)
         ]
 
-    def activities(self, audit: list[AuditEntry] | None = None) -> list[Any]:
-        """The fleet's activities; ``audit`` is the trail ``resource.tags_asked`` reads (none by default)."""
+    def activities(self, books: FakeBookkeeping | None = None) -> list[Any]:
+        """The fleet's activities; ``books`` holds the trail and the locks the sweep's bookkeeping reads."""
         fleet = self
-        trail = audit if audit is not None else []
+        trail: list[AuditEntry] = books.audit if books is not None else []
 
         @activity.defn(name="resource.analyse_fleet")
         async def analyse(query: FleetQuery) -> FleetAnalysis:
@@ -169,7 +171,19 @@ class FakeFleet:
             ]
             return TagRequestSeen(asked_at=max(asked, default=None))
 
-        return [analyse, acted_today, policy_set, tags_asked, snapshot, stop, start, verify]
+        @activity.defn(name="resource.in_hand")
+        async def in_hand(query: InHandQuery) -> InHand:
+            if books is None:
+                return InHand()
+            released = {release.target for release in books.called("audit.release_target")}
+            held = {
+                claim.target: claim.workflow_id
+                for claim in books.called("audit.claim_target")
+                if claim.target not in released
+            }
+            return InHand(holders={target: held[target] for target in query.targets if target in held})
+
+        return [analyse, acted_today, policy_set, tags_asked, in_hand, snapshot, stop, start, verify]
 
 
 async def sweep(
@@ -180,7 +194,7 @@ async def sweep(
         env.client,
         task_queue=queue,
         workflows=[ResourceSweep, ResourceLoop],
-        activities=[*books.bookkeeping_activities(), *fleet.activities(books.audit)],
+        activities=[*books.bookkeeping_activities(), *fleet.activities(books)],
     ):
         result = await env.client.execute_workflow(
             ResourceSweep.run,
@@ -220,7 +234,7 @@ async def test_an_idle_dev_instance_is_stopped_and_verified(fresh_env: WorkflowE
     assert [run.outcome for run in runs] == [Outcome.RESOLVED]
     assert fleet.calls == [("snapshot", fleet.first), ("stop", fleet.first)]
     assert runs[0].actions[0].savings_usd_month == round(3.06 * 730, 2)
-    assert result.candidates[0].workflow_id == resource_workflow_id(instance(fleet.first).target)
+    assert result.candidates[0].workflow_id.startswith(resource_workflow_id(instance(fleet.first).target))
 
 
 async def test_an_instance_started_again_during_the_window_is_undone_and_escalated(
@@ -266,7 +280,7 @@ async def test_an_hourly_sweep_asks_for_the_same_tags_once_a_day_and_again_when_
         fresh_env.client,
         task_queue=queue,
         workflows=[ResourceSweep, ResourceLoop],
-        activities=[*books.bookkeeping_activities(), *fleet.activities(books.audit)],
+        activities=[*books.bookkeeping_activities(), *fleet.activities(books)],
     ):
         with fresh_env.auto_time_skipping_disabled():  # within one day, as a day of hourly sweeps is
             for untagged in (2, 2, 3):
@@ -290,7 +304,7 @@ async def test_a_second_sweep_leaves_a_candidate_already_in_hand(fresh_env: Work
         fresh_env.client,
         task_queue=queue,
         workflows=[ResourceSweep, ResourceLoop],
-        activities=[*books.bookkeeping_activities(), *fleet.activities()],
+        activities=[*books.bookkeeping_activities(), *fleet.activities(books)],
     ):
         first = await fresh_env.client.execute_workflow(
             ResourceSweep.run,
@@ -298,6 +312,10 @@ async def test_a_second_sweep_leaves_a_candidate_already_in_hand(fresh_env: Work
             id=f"sweep-{uuid.uuid4()}",
             task_queue=queue,
         )
+        for _ in range(100):  # the first run claims its target, then waits out its verification window
+            if books.called("audit.claim_target"):
+                break
+            await asyncio.sleep(0.05)
         second = await fresh_env.client.execute_workflow(
             ResourceSweep.run,
             SweepInput(),
@@ -307,3 +325,29 @@ async def test_a_second_sweep_leaves_a_candidate_already_in_hand(fresh_env: Work
         await finished(fresh_env, first.candidates[0].workflow_id)
     assert first.candidates[0].started
     assert not second.candidates[0].started and "already in hand" in second.candidates[0].note
+    assert first.candidates[0].workflow_id in second.candidates[0].note
+
+
+async def test_every_run_on_one_resource_has_an_id_and_an_audit_trail_of_its_own(
+    fresh_env: WorkflowEnvironment,
+) -> None:
+    # Below the tag coverage bar the candidate is only dry-run, as it would be every hour.
+    fleet, books = FakeFleet(idle=1, untagged=2), FakeBookkeeping(policies=[])
+    queue = f"resource-{uuid.uuid4()}"
+    swept = []
+    async with Worker(
+        fresh_env.client,
+        task_queue=queue,
+        workflows=[ResourceSweep, ResourceLoop],
+        activities=[*books.bookkeeping_activities(), *fleet.activities(books)],
+    ):
+        with fresh_env.auto_time_skipping_disabled():
+            for _ in range(2):  # the second sweep, within the same second, once the first run has ended
+                result = await fresh_env.client.execute_workflow(
+                    ResourceSweep.run, SweepInput(), id=f"sweep-{uuid.uuid4()}", task_queue=queue
+                )
+                await finished(fresh_env, result.candidates[0].workflow_id)
+                swept.append(result)
+    ids = [result.candidates[0].workflow_id for result in swept]
+    assert swept[1].candidates[0].started and ids[0] != ids[1]
+    assert {entry.workflow_id for entry in books.audit if entry.step == "detected"} == set(ids)
