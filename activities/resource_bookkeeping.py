@@ -50,8 +50,7 @@ class ResourceBookkeeping:
     @activity.defn(name="resource.in_hand")
     def in_hand(self, query: InHandQuery) -> InHand:
         """Which of ``query.targets`` a run holds now: a second run on them would only be suppressed."""
-        held = {target: self.store.lock_holder(target) for target in query.targets}
-        return InHand(holders={target: holder for target, holder in held.items() if holder})
+        return InHand(holders=self.store.lock_holders(query.targets))
 
     @activity.defn(name="resource.tags_asked")
     def tags_asked(self, query: TagRequestQuery) -> TagRequestSeen:

@@ -41,6 +41,7 @@ from temporalio import activity
 from urllib3.exceptions import HTTPError
 
 from policies.prices import PriceTable, load_price_table
+from policies.queries import escape_string
 from policies.resource import ResourcePolicy, judge_fleet
 from suture.errors import (
     AwsUnavailable,
@@ -53,6 +54,8 @@ from suture.fleet import (
     ContainerRequests,
     FleetAnalysis,
     FleetQuery,
+    UtilisationQuery,
+    UtilisationSeen,
     UtilisationSummary,
     Workload,
     WorkloadKind,
@@ -120,6 +123,21 @@ class FleetAnalyst:
             evaluated_at=datetime.fromtimestamp(at, UTC),
             price_table=self.prices.label,
         )
+
+    @activity.defn(name="resource.utilisation_since")
+    def utilisation_since(self, query: UtilisationQuery) -> UtilisationSeen:
+        """One workload's 95th percentile of utilisation since ``query.since``, for a shadow score."""
+        scope, _, name = query.key.partition("/")
+        seconds = max(60, int(time.time() - query.since.timestamp()))
+        labels = ",".join(
+            f'{label}="{escape_string(value)}"'
+            for label, value in (("scope", scope), ("name", name), ("resource", query.resource))
+        )
+        promql = f"quantile_over_time(0.95, {self.metric}{{{labels}}}[{seconds}s])"
+        with _prometheus_errors(promql):
+            result = self._prometheus.custom_query(promql)
+        p95 = float(result[0]["value"][1]) if result else None
+        return UtilisationSeen(p95=p95, query=promql)
 
     # --- utilisation ----------------------------------------------------------------------
 

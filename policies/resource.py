@@ -253,6 +253,7 @@ def _judge_under(
         p95=usage.p95,
         max=usage.max,
         history_days=usage.history_days,
+        resource=usage.resource,
     )
     return Judgement(waste, why, finding)
 

@@ -120,6 +120,8 @@ class Finding(Contract):
     p95: float
     max: float
     history_days: float
+    resource: str = "cpu"
+    """The utilisation series the judgement read (``gpu``, ``cpu``, ``memory``)."""
 
 
 class FleetQuery(Contract):
@@ -160,6 +162,21 @@ class ActedTodayQuery(Contract):
 
 class ActedToday(Contract):
     targets: list[str] = []
+
+
+class UtilisationQuery(Contract):
+    """A workload's utilisation since ``since``: did it get busy by itself?"""
+
+    key: str
+    """``scope/name``, as the utilisation series labels it."""
+    resource: str
+    since: datetime
+
+
+class UtilisationSeen(Contract):
+    p95: float | None = None
+    """The 95th percentile since then; None without a sample."""
+    query: str = ""
 
 
 class InHandQuery(Contract):

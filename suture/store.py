@@ -29,7 +29,7 @@ temporalio; activities wrap it.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -341,6 +341,16 @@ class AuditStore(ChainWriter):
         with self._reads() as session:
             lock = session.get(TargetLock, target)
             return lock.holder if lock is not None else None
+
+    def lock_holders(self, targets: Iterable[str]) -> dict[str, str]:
+        """Of ``targets``, those whose lock a run holds, with that run; one query per 500 targets."""
+        wanted, held = list(dict.fromkeys(targets)), {}
+        with self._reads() as session:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                query = select(TargetLock).where(TargetLock.target.in_(chunk), TargetLock.holder.is_not(None))
+                held.update({lock.target: lock.holder for lock in session.scalars(query) if lock.holder})
+        return held
 
     def break_lock(self, target: str, by: str, reason: str = "") -> str | None:
         """Take ``target``'s lock from its holder (a run that was terminated never releases it).

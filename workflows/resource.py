@@ -39,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from policies.plan import Plan, PlanOutcome
     from policies.registry import action_spec
     from policies.resource import ACTING, GatedCandidate, ResourcePolicy, gate_sweep
-    from policies.trust import IncidentSignature, Trust, TrustQuery
+    from policies.trust import SHADOW, TRUST_EVIDENCE, IncidentSignature, ShadowScore, Trust, TrustQuery
     from suture import search_attributes as sa
     from suture.fleet import (
         ENV_TAG,
@@ -59,11 +59,14 @@ with workflow.unsafe.imports_passed_through():
         SweepResult,
         TagRequestQuery,
         TagRequestSeen,
+        UtilisationQuery,
+        UtilisationSeen,
     )
     from suture.models import (
         ApprovalAnswer,
         Briefing,
         ClaimResult,
+        Evidence,
         HealthReport,
         Loop,
         LoopResult,
@@ -86,6 +89,8 @@ SCAN = RetryPolicy(
 
 TAG_REQUEST_QUIET = timedelta(days=1)
 """An hourly sweep asks again for the same untagged list at most once in this long."""
+RESOURCE_SHADOW = "resource-shadow-score"
+"""Patch marker: a resource policy's own dry runs are watched and scored since this."""
 RUN_PER_SWEEP = "resource-run-ids-per-sweep"
 """Patch marker: sweeps recorded before it named a child by its target alone, so a later run on the
 same resource reused the ID (and its audit sequence); now the ID adds the sweep's time and run, and a
@@ -283,6 +288,10 @@ class ResourceLoop(RemediationLoop):
         if request.mode not in ACTING:
             why = request.reason_for_mode or f"policy {policy.name} is in {request.mode}"
             await self.audit("dry_run", f"would have done: {would[0]} ({why})")
+            # Only a policy's own dry run is watched: a candidate held back by the cap or the tag
+            # gate says nothing about whether the policy should be promoted.
+            if not request.reason_for_mode and self.trusting() and workflow.patched(RESOURCE_SHADOW):
+                await self._shadow(policy, action, finding)
             return await self.finish(
                 Outcome.DRY_RUN, f"{why}; would have saved ${finding.savings_usd_month:,.2f}/month"
             )
@@ -373,6 +382,44 @@ class ResourceLoop(RemediationLoop):
         return await self._hand_over(
             f"the change did not hold ({report.reason}); {undone}", would, report.verdict
         )
+
+    async def _shadow(self, policy: ResourcePolicy, action: PlannedAction, finding: Finding) -> None:
+        """Shadow scoring: after a dry run, watch whether someone reclaims it or it gets busy by itself."""
+        window = (policy.trust or Trust()).shadow_window
+        since = self.timeline.detected or workflow.now()
+        self.step = "watching"
+        await workflow.sleep(timedelta(seconds=window))
+        spec = action_spec(action.type)
+        try:
+            held = await self.call(
+                activity_name(spec.verify), ResourceCheck(action=action), HealthReport, VERIFY
+            )
+            seen = await self.call(
+                "resource.utilisation_since",
+                UtilisationQuery(key=finding.workload.key, resource=finding.resource, since=since),
+                UtilisationSeen,
+                VERIFY,
+            )
+        except ActivityError as error:
+            held, seen = (
+                HealthReport(verdict=Verdict.UNKNOWN, reason=str(error.cause or error)),
+                UtilisationSeen(),
+            )
+        bar = policy.rules.idle_below if policy.finding == "idle" else policy.rules.overprovisioned_below
+        if held.verdict == Verdict.HEALTHY:
+            score = ShadowScore.RIGHT
+            why = f"within {window:.0f}s someone did it ({held.reason}): acting would have been right"
+        elif seen.p95 is not None and seen.p95 >= bar:
+            score = ShadowScore.NOT_HELPFUL
+            why = (
+                f"it got busy by itself within {window:.0f}s (95th percentile {seen.p95:.1%} >= {bar:.0%}): "
+                "acting would not have helped"
+            )
+        else:
+            score = ShadowScore.UNDECIDED
+            why = f"within {window:.0f}s nobody reclaimed {action.target} and it stayed under {bar:.0%}"
+        evidence = Evidence(source=TRUST_EVIDENCE, query=SHADOW, value=str(score), at=workflow.now())
+        await self.audit(SHADOW, why, [evidence])
 
     async def _verify(self, policy: ResourcePolicy, action: PlannedAction) -> HealthReport:
         """After the window: the resource still in its new state, then its dependents healthy."""

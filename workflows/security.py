@@ -50,7 +50,7 @@ with workflow.unsafe.imports_passed_through():
     from policies.plan import Plan, PlanOutcome
     from policies.scope import CONTAINMENT_SCOPE_INDEX, SignalType
     from policies.security_policy import SecurityPolicy
-    from policies.trust import IncidentSignature, Trust, TrustQuery
+    from policies.trust import SHADOW, TRUST_EVIDENCE, IncidentSignature, ShadowScore, Trust, TrustQuery
     from policies.whatif import input_evidence
     from suture.errors import NON_RETRYABLE
     from suture.identity import security_subject
@@ -79,6 +79,8 @@ with workflow.unsafe.imports_passed_through():
         Verdict,
     )
 
+SECURITY_SHADOW = "security-shadow-score"
+"""Patch marker: a security dry run is watched and scored since this."""
 READ = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
     maximum_interval=timedelta(seconds=2),
@@ -140,6 +142,13 @@ class SecurityLoop(RemediationLoop):
             return await self._suppress(plan.reason)
         if plan.outcome == PlanOutcome.DRY_RUN:
             await self.audit("dry_run", "would have done: " + "; ".join(plan.would_have_done))
+            if self.trusting() and workflow.patched(SECURITY_SHADOW):
+                # A dry-run plan carries no actions; the acting plan names what to watch.
+                acting = plan_containment(
+                    policy.model_copy(update={"mode": Mode.AUTONOMOUS}), assessed, event.event_id
+                )
+                if acting.actions:
+                    await self._shadow(policy, acting.actions)
             return await self.finish(Outcome.DRY_RUN, plan.reason)
         if plan.outcome == PlanOutcome.ESCALATE:
             return await self._hand_over(
@@ -304,6 +313,33 @@ class SecurityLoop(RemediationLoop):
                         acted=bool(self.actions),
                     ),
                 )
+
+    async def _shadow(self, policy: SecurityPolicy, actions: list[PlannedAction]) -> None:
+        """Shadow scoring: after a dry run, watch whether a human contains the same scope.
+
+        An audit event never clears by itself, so the score is "right" (someone contained
+        every resource the plan named within the window) or "undecided".
+        """
+        window = (policy.trust or Trust()).shadow_window
+        self.step = "watching"
+        await workflow.sleep(timedelta(seconds=window))
+        reports = []
+        for action in actions:
+            # Contained "now": what is read is the resource's state, not use before it changed.
+            check = ContainmentCheck(action=action, contained_at=workflow.now(), grace_s=policy.verify.grace)
+            try:
+                reports.append(await self.call(action_spec(action.type).verify, check, HealthReport, VERIFY))
+            except ActivityError as error:
+                reports.append(HealthReport(verdict=Verdict.UNKNOWN, reason=str(error.cause or error)))
+        targets = ", ".join(str(action.target) for action in actions)
+        if all(report.verdict == Verdict.HEALTHY for report in reports):
+            score = ShadowScore.RIGHT
+            why = f"within {window:.0f}s someone contained {targets}: acting would have been right"
+        else:
+            score = ShadowScore.UNDECIDED
+            why = f"within {window:.0f}s nobody contained {targets}: " + "; ".join(r.reason for r in reports)
+        evidence = Evidence(source=TRUST_EVIDENCE, query=SHADOW, value=str(score), at=workflow.now())
+        await self.audit(SHADOW, why, [evidence])
 
     async def _verify(
         self,

@@ -543,6 +543,14 @@ def test_a_target_acted_on_is_refused_within_the_cooldown_and_granted_after(
     assert store.claim_target(claim("run-b", cooldown_s=600)).granted
 
 
+def test_lock_holders_names_only_the_targets_a_run_holds_now(store: AuditStore) -> None:
+    store.claim_target(claim("run-a"))
+    store.claim_target(TargetClaim(target="shop/cart", workflow_id="run-b", cooldown_s=0))
+    store.release_target(TargetRelease(target="shop/cart", workflow_id="run-b", acted=False))
+    targets = ["shop/checkout", "shop/cart", "shop/never", *(f"shop/x{n}" for n in range(600))]
+    assert store.lock_holders(targets) == {"shop/checkout": "run-a"}
+
+
 def test_a_release_without_an_action_starts_no_cooldown(store: AuditStore) -> None:
     store.claim_target(claim("run-a"))
     store.release_target(TargetRelease(target="shop/checkout", workflow_id="run-a", acted=False))

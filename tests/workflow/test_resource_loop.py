@@ -35,6 +35,8 @@ from suture.fleet import (
     SweepResult,
     TagRequestQuery,
     TagRequestSeen,
+    UtilisationQuery,
+    UtilisationSeen,
     UtilisationSummary,
     Workload,
     WorkloadKind,
@@ -82,6 +84,12 @@ class FakeFleet:
     idle: int = 1
     untagged: int = 0
     restarted_by_someone: bool = False
+    mode: Mode | None = None
+    """Every policy in this mode instead of its own (``dry_run`` to watch a shadow score)."""
+    stopped_by_someone: bool = False
+    """Someone stops the first instance while a dry run watches it."""
+    busy_later: float | None = None
+    """The 95th percentile the instances show after the sweep, when they get busy by themselves."""
     calls: list[tuple[str, Any]] = field(default_factory=list)
     states: dict[str, str] = field(default_factory=dict)
     prefix: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
@@ -133,7 +141,17 @@ class FakeFleet:
 
         @activity.defn(name="policy.resource_set")
         async def policy_set(_: ActedTodayQuery) -> ResourcePolicySet:
-            return ResourcePolicySet(policies=[policy.model_dump(mode="json") for policy in POLICIES])
+            pinned = [
+                policy.model_copy(update={"mode": fleet.mode}) if fleet.mode else policy
+                for policy in POLICIES
+            ]
+            return ResourcePolicySet(policies=[policy.model_dump(mode="json") for policy in pinned])
+
+        @activity.defn(name="resource.utilisation_since")
+        async def utilisation_since(query: UtilisationQuery) -> UtilisationSeen:
+            if fleet.stopped_by_someone:
+                fleet.states[fleet.first] = "stopped"
+            return UtilisationSeen(p95=fleet.busy_later, query=f"p95 of {query.key}")
 
         @activity.defn(name="ec2.snapshot_instance")
         async def snapshot(action: PlannedAction) -> Snapshot:
@@ -156,6 +174,8 @@ class FakeFleet:
 
         @activity.defn(name="ec2.verify_instance_stopped")
         async def verify(check: ResourceCheck) -> HealthReport:
+            if fleet.stopped_by_someone:
+                fleet.states[fleet.first] = "stopped"
             state = fleet.states.get(check.action.target.name, "running")
             verdict = Verdict.HEALTHY if state == "stopped" else Verdict.UNHEALTHY
             return HealthReport(verdict=verdict, reason=f"instance is {state}")
@@ -183,7 +203,10 @@ class FakeFleet:
             }
             return InHand(holders={target: held[target] for target in query.targets if target in held})
 
-        return [analyse, acted_today, policy_set, tags_asked, in_hand, snapshot, stop, start, verify]
+        return [
+            *(analyse, acted_today, policy_set, tags_asked, in_hand, utilisation_since),
+            *(snapshot, stop, start, verify),
+        ]
 
 
 async def sweep(
@@ -246,6 +269,32 @@ async def test_an_instance_started_again_during_the_window_is_undone_and_escalat
     assert ("start", fleet.first) in fleet.calls
     assert runs[0].actions[0].compensated
     assert books.briefings and "did not hold" in books.briefings[-1].reason
+
+
+@pytest.mark.parametrize(
+    ("change", "score"),
+    [
+        ({"stopped_by_someone": True}, "right"),
+        ({"busy_later": 0.4}, "not_helpful"),
+        ({"busy_later": 0.01}, "undecided"),
+    ],
+)
+async def test_a_policy_in_dry_run_watches_its_candidate_and_scores_what_acting_would_have_done(
+    fresh_env: WorkflowEnvironment, change: dict[str, Any], score: str
+) -> None:
+    fleet, books = FakeFleet(idle=1, mode=Mode.DRY_RUN, **change), FakeBookkeeping(policies=[])
+    _, runs = await sweep(fresh_env, fleet, books)
+    assert [run.outcome for run in runs] == [Outcome.DRY_RUN]
+    assert ("stop", fleet.first) not in fleet.calls
+    shadows = [entry for entry in books.audit if entry.step == "shadow"]
+    assert [entry.evidence[0].value for entry in shadows] == [score]
+
+
+async def test_a_candidate_held_back_by_a_gate_is_not_shadow_scored(fresh_env: WorkflowEnvironment) -> None:
+    fleet, books = FakeFleet(idle=1, untagged=2, stopped_by_someone=True), FakeBookkeeping(policies=[])
+    _, runs = await sweep(fresh_env, fleet, books)
+    assert [run.outcome for run in runs] == [Outcome.DRY_RUN]
+    assert not [entry for entry in books.audit if entry.step == "shadow"]
 
 
 async def test_a_resource_held_by_a_security_containment_is_not_touched(

@@ -385,6 +385,26 @@ async def test_an_observing_policy_records_what_it_would_have_done(
     assert any("ec2.revoke_ingress" in entry.detail for entry in world.audit if entry.step == "dry_run")
 
 
+@pytest.mark.parametrize(("someone_contained", "score"), [(True, "right"), (False, "undecided")])
+async def test_a_dry_run_watches_whether_someone_contains_the_same_scope(
+    env: WorkflowEnvironment, tmp_path: Path, someone_contained: bool, score: str
+) -> None:
+    path = tmp_path / "observe.yaml"
+    path.write_text(DRILL_POLICIES.read_text().replace("mode: autonomous", "mode: observe"))
+    world = FakeAws(policies=load_policy_file(path))
+    world.verdict = Verdict.HEALTHY if someone_contained else Verdict.UNHEALTHY
+
+    result = await run(env, world, ingress_event("0.0.0.0/0", 22))
+
+    assert result.outcome == Outcome.DRY_RUN and world.changes() == []
+    [shadow] = [entry for entry in world.audit if entry.step == "shadow"]
+    assert shadow.evidence[0].value == score
+    assert "sg-0web" in shadow.detail
+    assert [check.action.type for check in world.called("ec2.verify_ingress_revoked")] == [
+        "ec2.revoke_ingress"
+    ]
+
+
 # --- supervised -----------------------------------------------------------------------------
 
 
