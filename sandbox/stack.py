@@ -12,6 +12,7 @@ drill tests run it in a fresh state directory.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -54,6 +55,8 @@ class EscalationInbox:
         return bool(self._server.is_running())
 
     def start(self) -> None:
+        # The sandbox's receivers answer from werkzeug, which logs one line per request otherwise.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._server.expect_request("/briefings", method="POST").respond_with_handler(self._keep)
         self._server.start()
 
