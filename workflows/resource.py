@@ -150,6 +150,11 @@ class ResourceSweep(RemediationLoop):
             for candidate in gates.candidates
         ]
         runs = list(await asyncio.gather(*starts))
+        if in_hand.holders:
+            left = [f"{target} ({holder})" for target, holder in sorted(in_hand.holders.items())]
+            await self.audit(
+                "left_in_hand", f"{len(left)} candidates another run holds: " + ", ".join(left[:20])
+            )
         return SweepResult(
             workflow_id=sweep_id,
             fleet_size=analysis.fleet_size,

@@ -375,6 +375,8 @@ async def test_a_second_sweep_leaves_a_candidate_already_in_hand(fresh_env: Work
     assert first.candidates[0].started
     assert not second.candidates[0].started and "already in hand" in second.candidates[0].note
     assert first.candidates[0].workflow_id in second.candidates[0].note
+    [left] = [entry for entry in books.audit if entry.step == "left_in_hand"]
+    assert first.candidates[0].workflow_id in left.detail
 
 
 async def test_every_run_on_one_resource_has_an_id_and_an_audit_trail_of_its_own(
