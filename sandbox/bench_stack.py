@@ -104,9 +104,9 @@ class RemoteKube:
         self.url = url
 
     def api_client(self) -> Any:
-        from kubernetes.client import ApiClient, Configuration
+        from sandbox.kube import client_for
 
-        return ApiClient(Configuration(host=self.url))
+        return client_for(self.url)
 
 
 def rss_mib(pid: int) -> float | None:

@@ -51,7 +51,18 @@ import kmock
 from kmock._internal.k8s import KubernetesObjectConflictError
 from kubernetes.client import ApiClient, Configuration
 
+from workers.providers import KUBE_CONNECTIONS
+
 LOOPBACK = "127.0.0.1"
+
+
+def client_for(url: str) -> ApiClient:
+    """An official client for the emulator at ``url``, keeping as many connections as the worker's."""
+    configuration = Configuration(host=url)
+    configuration.connection_pool_maxsize = KUBE_CONNECTIONS
+    return ApiClient(configuration)
+
+
 REQUEST_LOG_LIMIT = 50
 """How many recent requests stay recorded for assertions.
 
@@ -238,7 +249,7 @@ class KubeEmulator:
 
     def api_client(self) -> ApiClient:
         """A fresh official client configured for this server. The caller closes it."""
-        return ApiClient(Configuration(host=self.url))
+        return client_for(self.url)
 
     async def start(self) -> None:
         """Serve on the running event loop until :meth:`stop`."""

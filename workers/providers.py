@@ -105,20 +105,31 @@ def kafka_provider(bootstrap: str | None = None) -> Any:
     return KafkaActions(bootstrap or os.environ.get("SUTURE_KAFKA_BOOTSTRAP", "localhost:9092"))
 
 
+KUBE_CONNECTIONS = 64
+"""Connections the Kubernetes client keeps open: one per activity the worker runs at once
+(the client's default, five per core, made it drop and reopen connections under load)."""
+
+
 def kubernetes_client(settings: Settings) -> Any:
     """An official client from KUBECONFIG, the in-cluster service account, or ~/.kube/config."""
+    import yaml
     from kubernetes import client, config
 
+    configuration = client.Configuration()
     try:
         if settings.kubeconfig:
-            return config.new_client_from_config(config_file=settings.kubeconfig)
-        try:
-            config.load_incluster_config()
-            return client.ApiClient()
-        except config.ConfigException:
-            return config.new_client_from_config()
-    except (config.ConfigException, OSError) as error:
-        raise ConfigError(f"KUBECONFIG: cannot load a Kubernetes configuration ({error})") from None
+            config.load_kube_config(config_file=settings.kubeconfig, client_configuration=configuration)
+        else:
+            try:
+                config.load_incluster_config(client_configuration=configuration)
+            except config.ConfigException:
+                config.load_kube_config(client_configuration=configuration)
+    # A file that is no kubeconfig fails deep in the loader with whatever it tripped on.
+    except (config.ConfigException, OSError, yaml.YAMLError, TypeError, AttributeError, KeyError) as error:
+        said = " ".join(str(error).split())[:300]
+        raise ConfigError(f"KUBECONFIG: cannot load a Kubernetes configuration ({said})") from None
+    configuration.connection_pool_maxsize = KUBE_CONNECTIONS
+    return client.ApiClient(configuration)
 
 
 def aws_containment(endpoint_url: str | None = None) -> Any:
