@@ -286,6 +286,49 @@ async def young_workload(stack: Stack) -> DrillResult:
 
 
 @drill(
+    "resource-shadow-score",
+    "resource",
+    "dry_run",
+    "a dry-run policy watches two idle instances: one stopped by hand scores 'right', the other 'undecided'",
+)
+async def resource_shadow_score(stack: Stack) -> DrillResult:
+    watched = estate(stack).instances["shadow-watch"]["watched"]
+    await ensure_sweep_schedule(stack.client, stack.task_queue, paused=True)
+    handle = await start_sweep(
+        stack.client, stack.task_queue, {"fleet": "shadow-watch"}, "resource-sweep-drill-shadow-watch"
+    )
+    swept: SweepResult = await asyncio.wait_for(handle.result(), RUN_TIMEOUT_S)
+    # Within the policy's 8 s shadow window, someone reclaims one of them by hand.
+    by_hand = watched[0]
+    await asyncio.to_thread(stack.aws.client("ec2").stop_instances, InstanceIds=[by_hand])
+    children = [run for run in swept.candidates if run.started]
+    runs = await asyncio.gather(*(_child(stack, run.workflow_id, False) for run in children))
+    scores = {run.subject.rpartition("/")[2]: _shadow_score(stack, run.workflow_id) for run in runs}
+    now = await states(stack, watched)
+    return result_of(
+        "resource-shadow-score",
+        swept,
+        list(runs),
+        _loop_outcome(list(runs)),
+        {
+            "both idle instances are dry-run candidates": sorted(scores) == sorted(watched),
+            "nothing was acted on": not any(run.actions for run in runs),
+            "the one stopped by hand scores right": scores.get(by_hand) == "right",
+            "the other scores undecided": scores.get(watched[1]) == "undecided",
+            "the other still runs": now.get(watched[1]) == "running",
+        },
+        detail=f"shadow scores: {scores}",
+    )
+
+
+def _shadow_score(stack: Stack, workflow_id: str) -> str | None:
+    for entry in stack.store.events(workflow_id):
+        if entry.step == "shadow" and entry.evidence:
+            return str(entry.evidence[0].value)
+    return None
+
+
+@drill(
     "action-cap",
     "resource",
     "resolved",

@@ -78,6 +78,16 @@ FLEETS: dict[str, list[Group]] = {
         Group("fresh", 2, {"env": "dev", "owner": "ml-research"}, idle(), instance_type="g5.xlarge", days=12),
         Group("web", 38, WEB, busy(), instance_type="m5.large"),
     ],
+    "shadow-watch": [
+        Group(
+            "watched",
+            2,
+            {"env": "dev", "owner": "data-eng", "watch": "shadow"},
+            idle(),
+            instance_type="t3.large",
+        ),
+        Group("web", 18, WEB, busy(), instance_type="m5.large"),
+    ],
     "action-cap": [
         Group("sandbox-box", 40, {"env": "dev", "owner": "interns"}, idle(), instance_type="t3.medium"),
         Group("web", 60, WEB, busy(), instance_type="m5.large"),

@@ -112,6 +112,12 @@ async def test_only_five_percent_of_a_fleet_is_acted_on_in_a_day(resource: dict[
     assert len(result.actions) == 5
 
 
+async def test_a_dry_run_policy_scores_what_acting_would_have_done(resource: dict[str, DrillResult]) -> None:
+    result = passed(resource, "resource-shadow-score")
+    assert result.outcome == "dry_run" and result.actions == []
+    assert "'right'" in result.detail and "'undecided'" in result.detail
+
+
 async def test_too_many_logged_actions_in_dry_run_refuse_the_next_stage_naming_the_rate(
     resource: dict[str, DrillResult], stack: Stack
 ) -> None:
