@@ -5,12 +5,12 @@ policies, reads what the loop acted on today (the daily cap holds across sweeps)
 has one activity evaluate the whole fleet in a few batched queries, applies the
 gates (tag coverage, daily cap; what may not act is kept as dry-run with the
 reason), asks for tags on untagged resources with one escalation (not again for
-the same list within a day), and starts one
-``ResourceLoop`` per candidate, never per workload. A child's workflow ID is its
-target and the sweep's time, so every run keeps an audit trail of its own; a
-candidate already in hand (its target's lock held by a run waiting for approval,
-acting or verifying) is left alone, so it is never acted on twice at once. The sweep does not wait for its
-children: an approval may take hours and the next sweep must not be skipped for it.
+the same list within a day), and starts one ``ResourceLoop`` per candidate, never
+per workload. A child's workflow ID is its target and the sweep, so every run
+keeps an audit trail of its own; a candidate already in hand (its target's lock
+held by a run waiting for approval, acting or verifying) is left alone, so it is
+never acted on twice at once. The sweep does not wait for its children: an
+approval may take hours and the next sweep must not be skipped for it.
 
 ``ResourceLoop`` is the remediation skeleton applied to one candidate: dry-run
 records what it would have done and what that would save; otherwise claim the
