@@ -41,7 +41,7 @@ from botocore.exceptions import ClientError
 
 from activities.aws import DEFAULT_TRAIL_LOG_GROUP, AwsContainment
 from sandbox.ports import LOOPBACK, free_port
-from workers.child_processes import start_child
+from workers.child_processes import start_child, stop_child
 
 SANDBOX_ACCOUNT = "123456789012"
 """moto's default account, the one the sandbox policies govern."""
@@ -157,13 +157,7 @@ class MotoSandbox:
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_child(process, 10)
         if self._log is not None:
             self._log.close()
             self._log = None

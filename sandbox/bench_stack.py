@@ -34,7 +34,7 @@ import httpx
 from sandbox.aws import SANDBOX_REGION
 from sandbox.ports import LOOPBACK, free_port
 from sandbox.stack import Stack
-from workers.child_processes import start_child
+from workers.child_processes import start_child, stop_child
 
 BENCH_POLICIES = Path(__file__).parent / "bench_policies"
 READY_TIMEOUT_S = 60.0
@@ -77,13 +77,7 @@ class ServerProcess:
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_child(process, 10)
         if self._log is not None:
             self._log.close()
             self._log = None

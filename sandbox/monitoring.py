@@ -37,7 +37,7 @@ import yaml
 
 from sandbox.ports import LOOPBACK, free_port
 from suture.errors import ConfigError, SutureError
-from workers.child_processes import start_child
+from workers.child_processes import start_child, stop_child
 
 PROMETHEUS_ENV = "SUTURE_PROMETHEUS_BIN"
 ALERTMANAGER_ENV = "SUTURE_ALERTMANAGER_BIN"
@@ -103,13 +103,7 @@ class _Process:
         )
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_child(self.process, timeout_s)
         self.process = None
         if self.log is not None:
             self.log.close()

@@ -47,6 +47,18 @@ def start_child(command: Sequence[str], **popen: Any) -> subprocess.Popen[bytes]
     )
 
 
+def stop_child(process: subprocess.Popen[bytes] | None, timeout_s: float = 10.0) -> None:
+    """SIGTERM ``process`` and wait; SIGKILL it after ``timeout_s``. Nothing when it already ended."""
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def _die_with(parent_pid: int) -> Callable[[], None]:
     """The function the child runs between fork and exec."""
     # The running interpreter is linked against libc, so its own symbols include prctl.

@@ -31,7 +31,7 @@ from temporalio.client import Client
 
 from suture import search_attributes
 from suture.errors import SutureError
-from workers.child_processes import start_child
+from workers.child_processes import start_child, stop_child
 
 DEFAULT_UI_PORT = 8233
 """The UI port ``suture up`` uses, the same as a stand-alone ``temporal server start-dev``."""
@@ -177,13 +177,7 @@ class DevServer:
     def stop(self, timeout: float = 10.0) -> None:
         """Terminate the server (SIGTERM, then SIGKILL after ``timeout``). Safe to call twice."""
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_child(process, timeout)
         if self._log is not None:
             self._log.close()
             self._log = None
