@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -209,9 +210,11 @@ class FakeFleet:
         ]
 
 
-async def sweep(
+@contextlib.asynccontextmanager
+async def resource_worker(
     env: WorkflowEnvironment, fleet: FakeFleet, books: FakeBookkeeping
-) -> tuple[SweepResult, list[LoopResult]]:
+) -> AsyncIterator[Callable[[], Awaitable[SweepResult]]]:
+    """A worker for the resource loop over the fakes; yields a function that runs one sweep to its end."""
     queue = f"resource-{uuid.uuid4()}"
     async with Worker(
         env.client,
@@ -219,12 +222,20 @@ async def sweep(
         workflows=[ResourceSweep, ResourceLoop],
         activities=[*books.bookkeeping_activities(), *fleet.activities(books)],
     ):
-        result = await env.client.execute_workflow(
-            ResourceSweep.run,
-            SweepInput(),
-            id=f"sweep-{uuid.uuid4()}",
-            task_queue=queue,
-        )
+
+        async def sweep_now() -> SweepResult:
+            return await env.client.execute_workflow(
+                ResourceSweep.run, SweepInput(), id=f"sweep-{uuid.uuid4()}", task_queue=queue
+            )
+
+        yield sweep_now
+
+
+async def sweep(
+    env: WorkflowEnvironment, fleet: FakeFleet, books: FakeBookkeeping
+) -> tuple[SweepResult, list[LoopResult]]:
+    async with resource_worker(env, fleet, books) as sweep_now:
+        result = await sweep_now()
         runs = [await finished(env, run.workflow_id) for run in result.candidates if run.started]
     return result, runs
 
@@ -323,22 +334,12 @@ async def test_an_hourly_sweep_asks_for_the_same_tags_once_a_day_and_again_when_
     fresh_env: WorkflowEnvironment,
 ) -> None:
     fleet, books = FakeFleet(idle=0, untagged=2), FakeBookkeeping(policies=[])
-    queue = f"resource-{uuid.uuid4()}"
     swept = []
-    async with Worker(
-        fresh_env.client,
-        task_queue=queue,
-        workflows=[ResourceSweep, ResourceLoop],
-        activities=[*books.bookkeeping_activities(), *fleet.activities(books)],
-    ):
+    async with resource_worker(fresh_env, fleet, books) as sweep_now:
         with fresh_env.auto_time_skipping_disabled():  # within one day, as a day of hourly sweeps is
             for untagged in (2, 2, 3):
                 fleet.untagged = untagged
-                swept.append(
-                    await fresh_env.client.execute_workflow(
-                        ResourceSweep.run, SweepInput(), id=f"sweep-{uuid.uuid4()}", task_queue=queue
-                    )
-                )
+                swept.append(await sweep_now())
     first, second, third = swept
 
     assert (first.escalated, second.escalated, third.escalated) == (True, False, True)
@@ -348,29 +349,13 @@ async def test_an_hourly_sweep_asks_for_the_same_tags_once_a_day_and_again_when_
 
 async def test_a_second_sweep_leaves_a_candidate_already_in_hand(fresh_env: WorkflowEnvironment) -> None:
     fleet, books = FakeFleet(idle=1), FakeBookkeeping(policies=[])
-    queue = f"resource-{uuid.uuid4()}"
-    async with Worker(
-        fresh_env.client,
-        task_queue=queue,
-        workflows=[ResourceSweep, ResourceLoop],
-        activities=[*books.bookkeeping_activities(), *fleet.activities(books)],
-    ):
-        first = await fresh_env.client.execute_workflow(
-            ResourceSweep.run,
-            SweepInput(),
-            id=f"sweep-{uuid.uuid4()}",
-            task_queue=queue,
-        )
+    async with resource_worker(fresh_env, fleet, books) as sweep_now:
+        first = await sweep_now()
         for _ in range(100):  # the first run claims its target, then waits out its verification window
             if books.called("audit.claim_target"):
                 break
             await asyncio.sleep(0.05)
-        second = await fresh_env.client.execute_workflow(
-            ResourceSweep.run,
-            SweepInput(),
-            id=f"sweep-{uuid.uuid4()}",
-            task_queue=queue,
-        )
+        second = await sweep_now()
         await finished(fresh_env, first.candidates[0].workflow_id)
     assert first.candidates[0].started
     assert not second.candidates[0].started and "already in hand" in second.candidates[0].note
@@ -384,19 +369,11 @@ async def test_every_run_on_one_resource_has_an_id_and_an_audit_trail_of_its_own
 ) -> None:
     # Below the tag coverage bar the candidate is only dry-run, as it would be every hour.
     fleet, books = FakeFleet(idle=1, untagged=2), FakeBookkeeping(policies=[])
-    queue = f"resource-{uuid.uuid4()}"
     swept = []
-    async with Worker(
-        fresh_env.client,
-        task_queue=queue,
-        workflows=[ResourceSweep, ResourceLoop],
-        activities=[*books.bookkeeping_activities(), *fleet.activities(books)],
-    ):
+    async with resource_worker(fresh_env, fleet, books) as sweep_now:
         with fresh_env.auto_time_skipping_disabled():
             for _ in range(2):  # the second sweep, within the same second, once the first run has ended
-                result = await fresh_env.client.execute_workflow(
-                    ResourceSweep.run, SweepInput(), id=f"sweep-{uuid.uuid4()}", task_queue=queue
-                )
+                result = await sweep_now()
                 await finished(fresh_env, result.candidates[0].workflow_id)
                 swept.append(result)
     ids = [result.candidates[0].workflow_id for result in swept]
